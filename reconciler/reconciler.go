@@ -1,0 +1,146 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/crisp-cri/crisp/db"
+)
+
+// Trigger says why a pass ran.
+type Trigger string
+
+// Triggers, as stored in reconcile_runs.
+const (
+	TriggerStartup  Trigger = "startup"
+	TriggerPeriodic Trigger = "periodic"
+	TriggerAdmin    Trigger = "admin"
+)
+
+// Report is what one pass found and did.
+type Report struct {
+	Trigger  Trigger
+	DryRun   bool
+	Started  time.Time
+	Duration time.Duration
+	Outcomes []Outcome // in a dry run: the actions a real pass would take, Err nil
+	Err      error     // observing failed; no action was taken
+}
+
+// Reconciler runs passes: on demand, at start and periodically. Passes never
+// overlap. It is safe for concurrent use.
+type Reconciler struct {
+	store   Store
+	storage Storage // nil until crisp has container storage
+	runtime Runtime // nil until crisp has OCI runtimes
+	log     *slog.Logger
+	cfg     Config
+	now     func() time.Time
+
+	mu sync.Mutex // one pass at a time
+}
+
+// New returns a reconciler over store and, when not nil, storage and
+// runtime. Without them it only repairs what the database alone can tell
+// (names without owners).
+func New(store Store, storage Storage, runtime Runtime, cfg Config, log *slog.Logger) *Reconciler {
+	if cfg.Interval <= 0 {
+		cfg.Interval = 30 * time.Second
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 2 * time.Minute
+	}
+	if cfg.ActionTimeout <= 0 {
+		cfg.ActionTimeout = 30 * time.Second
+	}
+	return &Reconciler{store: store, storage: storage, runtime: runtime, cfg: cfg, log: log, now: time.Now}
+}
+
+// Reconcile runs one pass: Observe, Diff, and Apply unless dryRun. Every
+// pass, dry or not, is recorded in reconcile_runs. The error is that of
+// observing or of recording; failed actions are in the report.
+func (r *Reconciler) Reconcile(ctx context.Context, trigger Trigger, dryRun bool) (Report, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rep := Report{Trigger: trigger, DryRun: dryRun, Started: r.now()}
+	var storage Storage
+	var runtime Runtime
+	if r.storage != nil && r.runtime != nil {
+		storage, runtime = r.storage, r.runtime
+	}
+	snap, err := Observe(ctx, r.store, storage, runtime)
+	if err != nil {
+		rep.Err = fmt.Errorf("observe: %w", err)
+	} else {
+		actions := Diff(snap, r.now(), r.cfg.Grace)
+		if dryRun {
+			for _, a := range actions {
+				rep.Outcomes = append(rep.Outcomes, Outcome{Action: a})
+			}
+		} else {
+			rep.Outcomes = r.Apply(ctx, actions)
+		}
+	}
+	rep.Duration = r.now().Sub(rep.Started)
+	if err := r.record(ctx, rep); err != nil {
+		return rep, errors.Join(rep.Err, err)
+	}
+	return rep, rep.Err
+}
+
+func (r *Reconciler) record(ctx context.Context, rep Report) error {
+	done, failed := Counts(rep.Outcomes)
+	counts := db.IntMap{}
+	for k, n := range done {
+		counts[string(k)] = n
+	}
+	var errs []error
+	if rep.Err != nil {
+		errs = append(errs, rep.Err)
+	}
+	for k, n := range failed {
+		counts[string(k)+".failed"] = n
+	}
+	for _, o := range rep.Outcomes {
+		if o.Err != nil {
+			errs = append(errs, fmt.Errorf("%s %s %s: %w", o.Kind, o.Object, o.ID, o.Err))
+		}
+	}
+	msg := ""
+	if err := errors.Join(errs...); err != nil {
+		msg = err.Error()
+	}
+	run := db.ReconcileRun{Trigger: string(rep.Trigger), DryRun: rep.DryRun, StartedAt: rep.Started.UnixNano(),
+		DurationNS: int64(rep.Duration), Actions: len(rep.Outcomes), Counts: counts, Errors: msg}
+	// Record even when the caller's context ended: the pass happened.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	return r.store.RecordReconcileRun(rctx, run)
+}
+
+// Run owns the reconcile loop until ctx ends: a pass every interval, with up
+// to 10% jitter so that a fleet's nodes do not pass in step. The startup
+// pass is the caller's (it must finish before the CRI socket opens).
+func (r *Reconciler) Run(ctx context.Context) {
+	for {
+		wait := r.cfg.Interval + time.Duration(rand.Int64N(int64(r.cfg.Interval)/10+1))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		rep, err := r.Reconcile(ctx, TriggerPeriodic, false)
+		if err != nil && ctx.Err() == nil {
+			r.log.Error("reconcile pass failed", slog.Any("err", err))
+		} else if len(rep.Outcomes) > 0 {
+			r.log.Info("reconcile pass", slog.Int("actions", len(rep.Outcomes)), slog.Duration("took", rep.Duration))
+		}
+	}
+}

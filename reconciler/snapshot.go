@@ -1,0 +1,141 @@
+// Package reconciler makes the database agree with what exists on the node:
+// Observe gathers a Snapshot, the pure Diff turns it into Actions, Apply
+// carries them out. It imports db; the node itself (container storage and
+// OCI runtimes) is reached through the small interfaces below, so that
+// this package knows nothing of runc, CNI or go.podman.io/storage.
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/crisp-cri/crisp/db"
+)
+
+// Record is one of crisp's records in container storage: a pod's infra or
+// a container, with the metadata crisp wrote when it created it.
+type Record struct {
+	ID        string
+	Kind      db.NameKind // pod or container
+	SandboxID string      // the pod a container belongs to
+	Name      string
+	Created   time.Time
+}
+
+// LiveStatus is what an OCI runtime says of a container.
+type LiveStatus string
+
+// Runtime states as OCI runtimes report them.
+const (
+	LiveCreated LiveStatus = "created"
+	LiveRunning LiveStatus = "running"
+	LivePaused  LiveStatus = "paused"
+	LiveStopped LiveStatus = "stopped"
+)
+
+// Live is one container that an OCI runtime knows, under one handler.
+type Live struct {
+	ID      string
+	Handler string
+	Status  LiveStatus
+	PID     int
+}
+
+// Storage is the reconciler's view of container storage. Implementations
+// report a missing object with an error wrapping db.ErrNotFound.
+type Storage interface {
+	// Records lists crisp's records (never anyone else's).
+	Records(ctx context.Context) ([]Record, error)
+	// Rebuild reads back the row a record was made from (adopt).
+	Rebuild(ctx context.Context, rec Record) (Rebuilt, error)
+	// Remove unmounts and deletes a record; a missing one is not an error.
+	Remove(ctx context.Context, id string) error
+}
+
+// Rebuilt is a row recovered from storage: exactly one field is set.
+type Rebuilt struct {
+	Sandbox   *db.Sandbox
+	Container *db.Container
+}
+
+// Runtime is the reconciler's view of every configured OCI runtime.
+type Runtime interface {
+	// List returns the containers of every handler's state root.
+	List(ctx context.Context) ([]Live, error)
+	// ExitCodes returns the exit codes monitors recorded, by container id.
+	ExitCodes(ctx context.Context) (map[string]int32, error)
+	// Destroy kills and deletes a container and its monitor; a missing one
+	// is not an error.
+	Destroy(ctx context.Context, handler, id string) error
+}
+
+// Snapshot is everything Diff looks at, gathered outside any transaction.
+type Snapshot struct {
+	Sandboxes  []db.Sandbox
+	Containers []db.Container
+	Names      []db.Name
+	Stored     map[string]Record // crisp's storage records, by id; nil = not observed
+	Live       map[string]Live   // runtime containers of all handlers, by id; nil = not observed
+	Exits      map[string]int32  // monitor exit codes, by container id
+}
+
+// Store is what the reconciler needs of the database.
+type Store interface {
+	Sandbox(ctx context.Context, id string) (db.Sandbox, error)
+	ListSandboxes(ctx context.Context, f db.SandboxFilter) ([]db.Sandbox, error)
+	ListContainers(ctx context.Context, f db.ContainerFilter) ([]db.Container, error)
+	Names(ctx context.Context) ([]db.Name, error)
+	AdoptSandbox(ctx context.Context, sb db.Sandbox) error
+	AdoptContainer(ctx context.Context, c db.Container) error
+	DeleteSandbox(ctx context.Context, id string) error
+	DeleteContainer(ctx context.Context, id string) error
+	SetSandboxState(ctx context.Context, id string, to db.SandboxState, from ...db.SandboxState) error
+	SetContainerState(ctx context.Context, id string, to db.ContainerState, from ...db.ContainerState) error
+	MarkContainerExited(ctx context.Context, id string, e db.Exit) error
+	ReleaseName(ctx context.Context, kind db.NameKind, name, owner string) error
+	AppendEvent(ctx context.Context, e db.Event) error
+	RecordReconcileRun(ctx context.Context, r db.ReconcileRun) error
+}
+
+// Observe gathers a snapshot. The order is the reverse of creation order
+// (row, then storage, then runtime): whatever the runtime lists already has
+// its storage record and row, so a container being created can never look
+// like an orphan. What changes while Observe runs is young, and Diff leaves
+// young objects alone. A nil storage or runtime (crispd without them)
+// leaves Stored and Live nil: not observed, rather than empty.
+func Observe(ctx context.Context, st Store, storage Storage, rt Runtime) (Snapshot, error) {
+	var s Snapshot
+	var err error
+	if rt != nil && storage != nil {
+		lives, err := rt.List(ctx)
+		if err != nil {
+			return s, fmt.Errorf("list runtime containers: %w", err)
+		}
+		s.Live = make(map[string]Live, len(lives))
+		for _, l := range lives {
+			s.Live[l.ID] = l
+		}
+		if s.Exits, err = rt.ExitCodes(ctx); err != nil {
+			return s, fmt.Errorf("read exit codes: %w", err)
+		}
+		recs, err := storage.Records(ctx)
+		if err != nil {
+			return s, fmt.Errorf("list storage records: %w", err)
+		}
+		s.Stored = make(map[string]Record, len(recs))
+		for _, r := range recs {
+			s.Stored[r.ID] = r
+		}
+	}
+	if s.Sandboxes, err = st.ListSandboxes(ctx, db.SandboxFilter{}); err != nil {
+		return s, err
+	}
+	if s.Containers, err = st.ListContainers(ctx, db.ContainerFilter{}); err != nil {
+		return s, err
+	}
+	if s.Names, err = st.Names(ctx); err != nil {
+		return s, err
+	}
+	return s, nil
+}
