@@ -3,8 +3,10 @@ package db
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -159,6 +161,13 @@ func TestEveryQueryRuns(t *testing.T) {
 		{"RecordMigration", func() error { return nil }},       // run by Open
 		{"AppliedMigrations", func() error { _, err := s.SchemaVersion(ctx); return err }},
 		{"QuickCheck", func() error { return s.QuickCheck(ctx) }},
+		{"SQLiteVersion", func() error {
+			v, err := s.SQLiteVersion(ctx)
+			if err == nil && !strings.HasPrefix(v, "3.") {
+				err = fmt.Errorf("SQLiteVersion() = %q", v)
+			}
+			return err
+		}},
 		{"ReserveName", func() error { return s.ReserveName(ctx, KindPod, "n", "owner") }},
 		{"GetName", func() error { _, err := s.NameOwner(ctx, KindPod, "n"); return err }},
 		{"ListNames", func() error { _, err := s.Names(ctx); return err }},

@@ -101,3 +101,10 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 	}
 	return applied[len(applied)-1], nil
 }
+
+// SQLiteVersion reports the version of the SQLite library in use.
+func (s *Store) SQLiteVersion(ctx context.Context) (string, error) {
+	var v string
+	err := s.db.GetContext(ctx, &v, s.q.SQLiteVersion)
+	return v, translate(err)
+}

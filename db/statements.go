@@ -20,6 +20,7 @@ type statements struct {
 	AppliedMigrations     string
 	RecordMigration       string
 	QuickCheck            string
+	SQLiteVersion         string
 
 	InsertSandbox         string
 	GetSandbox            string

@@ -14,3 +14,6 @@ INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?);
 
 -- name: QuickCheck :many
 PRAGMA quick_check;
+
+-- name: SQLiteVersion :one
+SELECT sqlite_version();

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crisp-cri/crisp/cmd/internal/config"
+	"github.com/crisp-cri/crisp/cmd/internal/logging"
+	"github.com/crisp-cri/crisp/cri"
+	"github.com/crisp-cri/crisp/cri/adminpb"
+	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/reconciler"
+	"github.com/crisp-cri/crisp/runtimes/logkey"
+)
+
+// shutdownTimeout bounds how long in-flight RPCs may finish after SIGTERM.
+const shutdownTimeout = 10 * time.Second
+
+// serve runs crispd until SIGTERM or SIGINT. Start order: state, startup
+// reconcile, sockets, loop. Stop order: sockets, loop, database, and the
+// clean-shutdown marker last.
+func serve(ctx context.Context, cfg config.Config) (retErr error) {
+	log, err := logging.New(os.Stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(log)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	for _, dir := range []string{cfg.RunDir, cfg.StateDir, filepath.Dir(cfg.Database), filepath.Dir(cfg.Socket), filepath.Dir(cfg.AdminSocket)} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	clean, err := takeCleanMarker(cfg.CleanMarker(), cfg.Database)
+	if err != nil {
+		return err
+	}
+	store, err := db.Open(ctx, cfg.Database, db.Options{Synchronous: cfg.SQLite.Synchronous})
+	if err != nil {
+		return err
+	}
+	if !clean {
+		log.Warn("previous crispd did not stop cleanly; checking the database", slog.String("database", cfg.Database))
+		if err := store.QuickCheck(ctx); err != nil {
+			store.Close()
+			return fmt.Errorf("state database %s: %w", cfg.Database, err)
+		}
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			retErr = errors.Join(retErr, fmt.Errorf("close state database: %w", err))
+			return
+		}
+		// Written last, only when everything above stopped cleanly.
+		if retErr == nil {
+			retErr = writeCleanMarker(cfg.CleanMarker())
+		}
+	}()
+
+	rec := reconciler.New(store, nil, nil, reconciler.Config{
+		Interval: cfg.Reconciler.Interval.Duration, Grace: cfg.Reconciler.Grace.Duration,
+		ActionTimeout: cfg.Reconciler.ActionTimeout.Duration,
+	}, log)
+	if rep, err := rec.Reconcile(ctx, reconciler.TriggerStartup, false); err != nil {
+		return fmt.Errorf("startup reconcile: %w", err)
+	} else {
+		log.Info("startup reconcile done", slog.Int("actions", len(rep.Outcomes)), slog.Duration(logkey.Took, rep.Duration))
+	}
+
+	var handlers []cri.Handler
+	var infoHandlers []*adminpb.RuntimeHandler
+	for _, name := range cfg.HandlerNames() {
+		h := cfg.Runtimes[name]
+		handlers = append(handlers, cri.Handler{Name: name, Class: h.Class, Path: h.Path, Root: h.Root})
+		infoHandlers = append(infoHandlers, &adminpb.RuntimeHandler{Name: name, Class: h.Class, Path: h.Path, Root: h.Root})
+	}
+	criServer := grpc.NewServer(grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log.With(slog.String("service", "cri")))))
+	crisvc := cri.NewServer(store, handlers, log)
+	runtimeapi.RegisterRuntimeServiceServer(criServer, crisvc)
+	runtimeapi.RegisterImageServiceServer(criServer, crisvc)
+
+	adminServer := grpc.NewServer(grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log.With(slog.String("service", "admin")))))
+	info := &adminpb.InfoResponse{
+		Version: cri.Version, GoVersion: runtime.Version(), CriApiVersion: cri.CRIAPIVersion,
+		Paths: map[string]string{
+			"run_dir": cfg.RunDir, "state_dir": cfg.StateDir, "socket": cfg.Socket,
+			"admin_socket": cfg.AdminSocket, "database": cfg.Database,
+		},
+		Handlers: infoHandlers, StartedUnixNano: time.Now().UnixNano(), CleanStart: clean, BootId: bootID(),
+	}
+	adminpb.RegisterAdminServer(adminServer, cri.NewAdminServer(adminReconciler{rec}, store, info))
+
+	criLis, err := listenUnix(cfg.Socket, 0o660)
+	if err != nil {
+		return err
+	}
+	adminLis, err := listenUnix(cfg.AdminSocket, 0o600)
+	if err != nil {
+		criLis.Close()
+		return err
+	}
+
+	var wg sync.WaitGroup
+	loopCtx, stopLoop := context.WithCancel(context.Background())
+	wg.Go(func() { rec.Run(loopCtx) })
+	errs := make(chan error, 2)
+	wg.Go(func() { errs <- criServer.Serve(criLis) })
+	wg.Go(func() { errs <- adminServer.Serve(adminLis) })
+	log.Info("crispd serving", slog.String("socket", cfg.Socket), slog.String("admin_socket", cfg.AdminSocket),
+		slog.String("database", cfg.Database), slog.Bool("clean_start", clean))
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case serveErr = <-errs:
+		log.Error("a gRPC server stopped", slog.Any(logkey.Err, serveErr))
+	}
+	gracefulStop(criServer, adminServer)
+	stopLoop()
+	wg.Wait()
+	os.Remove(cfg.Socket)
+	os.Remove(cfg.AdminSocket)
+	return serveErr
+}
+
+// gracefulStop lets in-flight RPCs finish, up to shutdownTimeout.
+func gracefulStop(servers ...*grpc.Server) {
+	var wg sync.WaitGroup
+	for _, s := range servers {
+		wg.Go(func() {
+			done := make(chan struct{})
+			go func() { s.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(shutdownTimeout):
+				s.Stop()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// listenUnix listens on path with mode, replacing a stale socket file. The
+// umask keeps the socket from ever existing with wider permissions.
+func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
+	}
+	old := syscall.Umask(int(^mode & 0o777))
+	lis, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		lis.Close()
+		return nil, fmt.Errorf("chmod %s: %w", path, err)
+	}
+	return lis, nil
+}
+
+// takeCleanMarker reports whether the previous crispd stopped cleanly and
+// removes the marker, so that a crash of this one is noticed next time. A
+// first start (no database yet) counts as clean.
+func takeCleanMarker(path, database string) (bool, error) {
+	err := os.Remove(path)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, os.ErrNotExist):
+		_, statErr := os.Stat(database)
+		return errors.Is(statErr, os.ErrNotExist), nil
+	default:
+		return false, fmt.Errorf("remove clean-shutdown marker: %w", err)
+	}
+}
+
+// writeCleanMarker records a clean stop with the boot it happened in.
+func writeCleanMarker(path string) error {
+	body := fmt.Sprintf("boot_id=%s\nstopped=%s\n", bootID(), time.Now().UTC().Format(time.RFC3339Nano))
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		return fmt.Errorf("write clean-shutdown marker: %w", err)
+	}
+	return nil
+}
+
+// bootID identifies this boot of the machine: a restart of crispd keeps
+// it, a reboot changes it.
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}

@@ -1,0 +1,148 @@
+// Package config is crispd's configuration: one TOML file over embedded
+// defaults, then flags. crispctl reads the same file to find the daemon's
+// sockets and database.
+package config
+
+import (
+	_ "embed"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+//go:embed defaults.toml
+var defaults string
+
+// DefaultPath is where crispd and crispctl look for a config file when
+// --config is not given; a missing file there means the defaults.
+const DefaultPath = "/etc/crisp/crisp.toml"
+
+// Config is crispd's effective configuration. The help tags are printed
+// by `crispd config`.
+type Config struct {
+	RunDir      string `toml:"run_dir" help:"Runtime state that a reboot clears: sockets, runtime roots."`
+	StateDir    string `toml:"state_dir" help:"Persistent state: the database, storage."`
+	Socket      string `toml:"socket" help:"CRI socket (mode 0660) that kubelet and crictl use."`
+	AdminSocket string `toml:"admin_socket" help:"Admin socket (mode 0600, root only) for crispctl."`
+	Database    string `toml:"database" help:"SQLite database of node state."`
+	LogLevel    string `toml:"log_level" help:"debug, info, warn or error."`
+	LogFormat   string `toml:"log_format" help:"auto (colour text on a terminal, JSON otherwise), text or json."`
+
+	SQLite     SQLite             `toml:"sqlite" help:"The state database."`
+	Reconciler Reconciler         `toml:"reconciler" help:"The reconciler, which makes the database agree with the node."`
+	Runtimes   map[string]Handler `toml:"runtimes" help:"OCI runtime handlers by name (the RuntimeClass handler)."`
+}
+
+// SQLite tunes the state database.
+type SQLite struct {
+	Synchronous string `toml:"synchronous" help:"NORMAL survives any crash of crispd without losing a committed change; a power loss may drop the last few, which the reconciler repairs from storage and runtime. FULL syncs every commit."`
+}
+
+// Reconciler tunes the reconcile loop.
+type Reconciler struct {
+	Interval      Duration `toml:"interval" help:"Time between periodic passes (plus up to 10% jitter)."`
+	Grace         Duration `toml:"grace" help:"Objects that changed more recently than this are left alone: a CRI call may still be working on them."`
+	ActionTimeout Duration `toml:"action_timeout" help:"Time limit of each repair."`
+}
+
+// Handler is one OCI runtime handler.
+type Handler struct {
+	Path  string `toml:"path" help:"The runtime binary."`
+	Root  string `toml:"root" help:"The runtime's own state root, one per handler."`
+	Class string `toml:"class" help:"trusted or untrusted: which workloads it may run."`
+}
+
+// Duration is a time.Duration written as "30s" in TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	d.Duration = v
+	return err
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Load returns the defaults overlaid with the file at path. An empty path
+// means DefaultPath if it exists. Unknown keys are an error, so a typo is
+// not silently ignored.
+func Load(path string) (Config, error) {
+	var c Config
+	if _, err := toml.Decode(defaults, &c); err != nil {
+		return c, fmt.Errorf("embedded defaults: %w", err)
+	}
+	if path == "" {
+		if _, err := os.Stat(DefaultPath); err != nil {
+			return c, nil
+		}
+		path = DefaultPath
+	}
+	md, err := toml.DecodeFile(path, &c)
+	if err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return c, fmt.Errorf("config %s: unknown keys %v", path, und)
+	}
+	return c, nil
+}
+
+// Resolve fills the paths left empty from run_dir and state_dir and checks
+// the values. Call it after flags have been applied.
+func (c *Config) Resolve() error {
+	if c.RunDir == "" || c.StateDir == "" {
+		return fmt.Errorf("config: run_dir and state_dir must be set")
+	}
+	def := func(p *string, dir, name string) {
+		if *p == "" {
+			*p = filepath.Join(dir, name)
+		}
+	}
+	def(&c.Socket, c.RunDir, "crisp.sock")
+	def(&c.AdminSocket, c.RunDir, "admin.sock")
+	def(&c.Database, c.StateDir, "state.db")
+	for name, h := range c.Runtimes {
+		def(&h.Root, c.RunDir, name)
+		if h.Class != "trusted" && h.Class != "untrusted" {
+			return fmt.Errorf("config: runtimes.%s.class must be trusted or untrusted, not %q", name, h.Class)
+		}
+		if h.Path == "" {
+			return fmt.Errorf("config: runtimes.%s.path is empty", name)
+		}
+		c.Runtimes[name] = h
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("config: log_level must be debug, info, warn or error, not %q", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "auto", "text", "json":
+	default:
+		return fmt.Errorf("config: log_format must be auto, text or json, not %q", c.LogFormat)
+	}
+	if c.Reconciler.Interval.Duration <= 0 || c.Reconciler.Grace.Duration < 0 || c.Reconciler.ActionTimeout.Duration <= 0 {
+		return fmt.Errorf("config: reconciler interval and action_timeout must be positive, grace not negative")
+	}
+	return nil
+}
+
+// HandlerNames returns the configured handler names, sorted.
+func (c *Config) HandlerNames() []string {
+	var out []string
+	for name := range c.Runtimes {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// CleanMarker is the file crispd writes last on a clean stop and removes at
+// start: its absence at start means the previous crispd died.
+func (c *Config) CleanMarker() string { return filepath.Join(c.StateDir, "clean-shutdown") }

@@ -1,0 +1,91 @@
+package config
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaults(t *testing.T) {
+	c, err := Load(filepath.Join(t.TempDir(), "none.toml"))
+	if err == nil {
+		t.Fatalf("Load(missing file) = nil error, want one naming the file")
+	}
+	c, err = Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Resolve(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"socket": "/run/crisp/crisp.sock", "admin": "/run/crisp/admin.sock", "db": "/var/lib/crisp/state.db",
+		"runc root": "/run/crisp/runc", "runsc class": "untrusted",
+	}
+	got := map[string]string{
+		"socket": c.Socket, "admin": c.AdminSocket, "db": c.Database,
+		"runc root": c.Runtimes["runc"].Root, "runsc class": c.Runtimes["runsc"].Class,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("defaults = %v, want %v", got, want)
+	}
+	if c.Reconciler.Interval.Duration != 30*time.Second {
+		t.Errorf("reconciler.interval = %v, want 30s", c.Reconciler.Interval)
+	}
+}
+
+// What `crispd config` prints loads back to the same config.
+func TestWriteRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.toml")
+	os.WriteFile(in, []byte("state_dir = \"/tmp/x\"\n[reconciler]\ngrace = \"5s\"\n[runtimes.kata]\npath = \"/bin/kata\"\nclass = \"untrusted\"\n"), 0o644)
+	c, err := Load(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Resolve(); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := c.Write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "# Time limit of each repair.") {
+		t.Errorf("printed config has no help comments:\n%s", buf.String())
+	}
+	out := filepath.Join(dir, "out.toml")
+	os.WriteFile(out, buf.Bytes(), 0o644)
+	back, err := Load(out)
+	if err != nil {
+		t.Fatalf("Load(printed) = %v\n%s", err, buf.String())
+	}
+	if !reflect.DeepEqual(back, c) {
+		t.Errorf("round trip:\n got %+v\nwant %+v", back, c)
+	}
+}
+
+func TestRejects(t *testing.T) {
+	tests := []struct{ name, body, want string }{
+		{"unknown key", "sockett = \"/x\"\n", "unknown keys"},
+		{"bad class", "[runtimes.runc]\nclass = \"maybe\"\n", "class must be trusted or untrusted"},
+		{"bad level", "log_level = \"loud\"\n", "log_level"},
+		{"bad duration", "[reconciler]\ninterval = \"soon\"\n", "interval"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "c.toml")
+			os.WriteFile(p, []byte(tt.body), 0o644)
+			c, err := Load(p)
+			if err == nil {
+				err = c.Resolve()
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Load+Resolve = %v, want error containing %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,76 @@
+package cri
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/runtimes/logkey"
+)
+
+// ErrInvalid marks a request that fails validation (InvalidArgument).
+var ErrInvalid = errors.New("invalid argument")
+
+// ErrPrecondition marks a request that the object's state refuses
+// (FailedPrecondition).
+var ErrPrecondition = errors.New("failed precondition")
+
+// codeOf maps an error to its gRPC code. This is the one place that does.
+func codeOf(err error) codes.Code {
+	if s, ok := status.FromError(err); ok {
+		return s.Code() // already a status (Unimplemented from the embedded servers)
+	}
+	switch {
+	case errors.Is(err, db.ErrNotFound):
+		return codes.NotFound
+	case errors.Is(err, db.ErrAlreadyExists), errors.Is(err, db.ErrNameReserved):
+		return codes.AlreadyExists
+	case errors.Is(err, ErrInvalid), errors.Is(err, db.ErrInvalid), errors.Is(err, db.ErrAmbiguous):
+		return codes.InvalidArgument
+	case errors.Is(err, ErrPrecondition), errors.Is(err, db.ErrWrongState), errors.Is(err, db.ErrInUse):
+		return codes.FailedPrecondition
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled
+	}
+	return codes.Internal
+}
+
+// toStatus turns err into a gRPC status error, keeping its message.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(codeOf(err), err.Error())
+}
+
+// UnaryInterceptor maps errors to gRPC codes and logs every call with its
+// code and duration: reads at debug, anything that failed at warn or error.
+func UnaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		err = toStatus(err)
+		code := status.Code(err)
+		attrs := []any{slog.String(logkey.RPC, info.FullMethod), slog.String(logkey.Code, code.String()), slog.Duration(logkey.Took, time.Since(start))}
+		switch code {
+		case codes.OK:
+			log.Debug("rpc", attrs...)
+		case codes.Internal, codes.Unknown, codes.DataLoss:
+			log.Error("rpc", append(attrs, slog.Any(logkey.Err, err))...)
+		default:
+			log.Info("rpc", append(attrs, slog.Any(logkey.Err, err))...)
+		}
+		return resp, err
+	}
+}

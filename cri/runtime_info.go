@@ -1,0 +1,60 @@
+package cri
+
+import (
+	"context"
+	"encoding/json"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// CRIAPIVersion is the CRI version crisp serves.
+const CRIAPIVersion = "v1"
+
+// Version reports crisp's name and versions.
+func (s *Server) Version(ctx context.Context, req *runtimeapi.VersionRequest) (*runtimeapi.VersionResponse, error) {
+	return &runtimeapi.VersionResponse{
+		Version:           "0.1.0",
+		RuntimeName:       RuntimeName,
+		RuntimeVersion:    Version,
+		RuntimeApiVersion: CRIAPIVersion,
+	}, nil
+}
+
+// Status tells the truth about readiness: crisp cannot run containers or
+// pod networks until it has an OCI runtime and CNI wired in, so both
+// conditions are false with a reason, and kubelet will not schedule pods.
+func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
+	resp := &runtimeapi.StatusResponse{
+		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{
+			{Type: runtimeapi.RuntimeReady, Status: false, Reason: "NoRuntime",
+				Message: "crisp does not run containers yet: no OCI runtime is wired in"},
+			{Type: runtimeapi.NetworkReady, Status: false, Reason: "NoNetwork",
+				Message: "crisp does not set up pod networks yet: no CNI is wired in"},
+		}},
+		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: false},
+	}
+	for _, h := range s.handlers {
+		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{
+			Name:     h.Name,
+			Features: &runtimeapi.RuntimeHandlerFeatures{},
+		})
+	}
+	if req.GetVerbose() {
+		b, err := json.Marshal(struct {
+			Handlers []Handler `json:"handlers"`
+		}{s.handlers})
+		if err != nil {
+			return nil, err
+		}
+		resp.Info = map[string]string{"config": string(b)}
+	}
+	return resp, nil
+}
+
+// RuntimeConfig reports the cgroup driver: cgroupfs, since crisp talks to
+// cgroups directly and the nodes it targets need not run systemd.
+func (s *Server) RuntimeConfig(ctx context.Context, req *runtimeapi.RuntimeConfigRequest) (*runtimeapi.RuntimeConfigResponse, error) {
+	return &runtimeapi.RuntimeConfigResponse{
+		Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: runtimeapi.CgroupDriver_CGROUPFS},
+	}, nil
+}
