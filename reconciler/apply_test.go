@@ -313,3 +313,37 @@ func dump(t *testing.T, s *db.Store) []string {
 	}
 	return out
 }
+
+// The loop runs passes every interval until its context ends.
+func TestRunLoop(t *testing.T) {
+	store := openStore(t)
+	rec := New(store, nil, nil, Config{Interval: 10 * time.Millisecond}, quietLog())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { rec.Run(ctx); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		runs, err := store.ReconcileRuns(context.Background(), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(runs) >= 3 {
+			for _, r := range runs {
+				if r.Trigger != "periodic" {
+					t.Errorf("run trigger = %s, want periodic", r.Trigger)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d periodic passes after 10s, want 3", len(runs))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+}
