@@ -6,7 +6,7 @@ BIN      := $(CURDIR)/bin
 TAGS     := containers_image_openpgp,exclude_graphdriver_btrfs
 LDFLAGS  := -X github.com/crisp-cri/crisp/cri.Version=$(shell git describe --always --dirty 2>/dev/null || echo dev)
 # Debian packages the daemon and its tests use.
-DEBS     := runc conmon runsc containernetworking-plugins iproute2 util-linux
+DEBS     := runc conmon runsc containernetworking-plugins iproute2 util-linux busybox-static skopeo
 # Pinned code generators for `make generate` (protoc itself comes from apt).
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2

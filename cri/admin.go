@@ -8,6 +8,7 @@ import (
 
 	"github.com/crisp-cri/crisp/cri/adminpb"
 	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/runtimes/storage"
 )
 
 // Reconciler is what the admin service needs of the reconciler.
@@ -18,15 +19,46 @@ type Reconciler interface {
 // AdminServer serves crisp's admin service on the root-only socket.
 type AdminServer struct {
 	adminpb.UnimplementedAdminServer
-	rec   Reconciler
-	store *db.Store
-	info  *adminpb.InfoResponse // the static part: versions, paths, handlers
+	rec    Reconciler
+	store  *db.Store
+	images *storage.Store
+	info   *adminpb.InfoResponse // the static part: versions, paths, handlers
 }
 
 // NewAdminServer returns the admin service. info holds what does not change
 // while crispd runs; Info adds the database's live facts.
-func NewAdminServer(rec Reconciler, store *db.Store, info *adminpb.InfoResponse) *AdminServer {
-	return &AdminServer{rec: rec, store: store, info: info}
+func NewAdminServer(rec Reconciler, store *db.Store, images *storage.Store, info *adminpb.InfoResponse) *AdminServer {
+	return &AdminServer{rec: rec, store: store, images: images, info: info}
+}
+
+// LoadImage imports an image archive on the node into the image store.
+func (a *AdminServer) LoadImage(ctx context.Context, req *adminpb.LoadImageRequest) (*adminpb.ImagesResponse, error) {
+	if req.GetPath() == "" {
+		return nil, fmt.Errorf("load image: path is empty: %w", ErrInvalid)
+	}
+	imgs, err := a.images.Load(ctx, req.GetPath(), req.GetTag())
+	if err != nil {
+		return nil, err
+	}
+	return imagesResponse(imgs), nil
+}
+
+// ListImages lists the image store.
+func (a *AdminServer) ListImages(ctx context.Context, _ *adminpb.ListImagesRequest) (*adminpb.ImagesResponse, error) {
+	imgs, err := a.images.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return imagesResponse(imgs), nil
+}
+
+func imagesResponse(imgs []storage.Image) *adminpb.ImagesResponse {
+	out := &adminpb.ImagesResponse{}
+	for _, img := range imgs {
+		out.Images = append(out.Images, &adminpb.ImageSummary{Id: imageID(img), RepoTags: img.RepoTags,
+			RepoDigests: img.RepoDigests, Size: img.Size, CreatedUnixNano: img.Created.UnixNano()})
+	}
+	return out
 }
 
 // ReconcileNow runs a reconciler pass now.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
+	"github.com/crisp-cri/crisp/runtimes/storage"
 )
 
 // ErrInvalid marks a request that fails validation (InvalidArgument).
@@ -27,8 +28,14 @@ func codeOf(err error) codes.Code {
 		return s.Code() // already a status (Unimplemented from the embedded servers)
 	}
 	switch {
-	case errors.Is(err, db.ErrNotFound):
+	case errors.Is(err, db.ErrNotFound), errors.Is(err, storage.ErrImageNotFound):
 		return codes.NotFound
+	case errors.Is(err, storage.ErrUnauthorized):
+		return codes.Unauthenticated
+	case errors.Is(err, storage.ErrInvalidReference):
+		return codes.InvalidArgument
+	case errors.Is(err, storage.ErrImageInUse):
+		return codes.FailedPrecondition
 	case errors.Is(err, db.ErrAlreadyExists), errors.Is(err, db.ErrNameReserved):
 		return codes.AlreadyExists
 	case errors.Is(err, ErrInvalid), errors.Is(err, db.ErrInvalid), errors.Is(err, db.ErrAmbiguous):

@@ -12,6 +12,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/runtimes/storage"
 )
 
 // Version is crisp's version, set at build time with -ldflags -X.
@@ -36,12 +37,14 @@ type Server struct {
 	runtimeapi.UnimplementedImageServiceServer
 
 	store    *db.Store
+	images   *storage.Store
 	handlers []Handler
 	log      *slog.Logger
 	started  time.Time
 }
 
-// NewServer returns the CRI server over store.
-func NewServer(store *db.Store, handlers []Handler, log *slog.Logger) *Server {
-	return &Server{store: store, handlers: handlers, log: log, started: time.Now()}
+// NewServer returns the CRI server over the node-state store and the image
+// store.
+func NewServer(store *db.Store, images *storage.Store, handlers []Handler, log *slog.Logger) *Server {
+	return &Server{store: store, images: images, handlers: handlers, log: log, started: time.Now()}
 }

@@ -37,10 +37,10 @@ func serve(t *testing.T) (runtimeapi.RuntimeServiceClient, adminpb.AdminClient, 
 	t.Cleanup(func() { store.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(UnaryInterceptor(log)))
-	crisvc := NewServer(store, []Handler{{Name: "runc", Class: "trusted"}}, log)
+	crisvc := NewServer(store, nil, []Handler{{Name: "runc", Class: "trusted"}}, log)
 	runtimeapi.RegisterRuntimeServiceServer(srv, crisvc)
 	rec := &fakeReconciler{}
-	adminpb.RegisterAdminServer(srv, NewAdminServer(rec, store, &adminpb.InfoResponse{Version: "test"}))
+	adminpb.RegisterAdminServer(srv, NewAdminServer(rec, store, nil, &adminpb.InfoResponse{Version: "test"}))
 	sock := filepath.Join(dir, "crisp.sock")
 	lis, err := net.Listen("unix", sock)
 	if err != nil {

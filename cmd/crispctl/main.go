@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -48,7 +49,9 @@ crictl cannot: the database behind them, the reconciler and the daemon.`,
   crispctl sql --json "SELECT * FROM containers_view WHERE state = 'running'"
   crispctl reconcile --dry-run     # what would a reconcile pass repair?
   crispctl reconcile               # repair it now
-  crispctl info                    # versions, paths, runtime handlers`,
+  crispctl info                    # versions, paths, runtime handlers
+  crispctl image load ./app.tar    # import an image for an air-gapped node
+  crispctl image ls`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -59,7 +62,7 @@ crictl cannot: the database behind them, the reconciler and the daemon.`,
 	pf.StringVar(&g.adminSocket, "admin-socket", "", "admin socket path (overrides the config)")
 	pf.StringVar(&g.database, "database", "", "database path (overrides the config)")
 	pf.DurationVar(&g.timeout, "timeout", 2*time.Minute, "how long to wait for crispd")
-	root.AddCommand(newSQLCommand(&g), newReconcileCommand(&g), newInfoCommand(&g))
+	root.AddCommand(newSQLCommand(&g), newReconcileCommand(&g), newInfoCommand(&g), newImageCommand(&g))
 	return root
 }
 
@@ -96,4 +99,12 @@ func (g *globals) dialAdmin(cmd *cobra.Command) (adminpb.AdminClient, func(), er
 
 func (g *globals) context(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(cmd.Context(), g.timeout)
+}
+
+// absPath makes a path absolute, since crispd resolves it, not crispctl.
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }

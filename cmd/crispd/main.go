@@ -8,11 +8,16 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"go.podman.io/storage/pkg/reexec"
 
 	"github.com/crisp-cri/crisp/cmd/internal/config"
 )
 
 func main() {
+	// go.podman.io/storage re-executes this binary for some layer work.
+	if reexec.Init() {
+		return
+	}
 	if err := newRootCommand().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "crispd:", err)
 		os.Exit(1)
@@ -63,6 +68,7 @@ flags override the file. With no flags crispd uses /run/crisp/crisp.sock,
 	pf.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (config log_level)")
 	pf.StringVar(&f.logFormat, "log-format", "", "auto, text or json (config log_format)")
 
+	root.AddCommand(newPauseCommand())
 	root.AddCommand(&cobra.Command{
 		Use:   "config",
 		Short: "Print the effective configuration as commented TOML",

@@ -25,6 +25,7 @@ import (
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/reconciler"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
+	"github.com/crisp-cri/crisp/runtimes/storage"
 )
 
 // shutdownTimeout bounds how long in-flight RPCs may finish after SIGTERM.
@@ -73,6 +74,21 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 		}
 	}()
 
+	images, err := storage.Open(storage.Config{
+		Driver: cfg.Storage.Driver, DriverOptions: cfg.Storage.DriverOptions,
+		GraphRoot: cfg.Storage.GraphRoot, RunRoot: cfg.Storage.RunRoot,
+		RegistriesConf: cfg.Storage.RegistriesConf, UnqualifiedSearch: cfg.Storage.UnqualifiedSearch,
+		PolicyPath: cfg.Storage.SignaturePolicy,
+	}, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := images.Shutdown(); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+
 	rec := reconciler.New(store, nil, nil, reconciler.Config{
 		Interval: cfg.Reconciler.Interval.Duration, Grace: cfg.Reconciler.Grace.Duration,
 		ActionTimeout: cfg.Reconciler.ActionTimeout.Duration,
@@ -91,7 +107,7 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 		infoHandlers = append(infoHandlers, &adminpb.RuntimeHandler{Name: name, Class: h.Class, Path: h.Path, Root: h.Root})
 	}
 	criServer := grpc.NewServer(grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log.With(slog.String("service", "cri")))))
-	crisvc := cri.NewServer(store, handlers, log)
+	crisvc := cri.NewServer(store, images, handlers, log)
 	runtimeapi.RegisterRuntimeServiceServer(criServer, crisvc)
 	runtimeapi.RegisterImageServiceServer(criServer, crisvc)
 
@@ -101,10 +117,11 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 		Paths: map[string]string{
 			"run_dir": cfg.RunDir, "state_dir": cfg.StateDir, "socket": cfg.Socket,
 			"admin_socket": cfg.AdminSocket, "database": cfg.Database,
+			"storage_graph_root": cfg.Storage.GraphRoot, "storage_run_root": cfg.Storage.RunRoot,
 		},
 		Handlers: infoHandlers, StartedUnixNano: time.Now().UnixNano(), CleanStart: clean, BootId: bootID(),
 	}
-	adminpb.RegisterAdminServer(adminServer, cri.NewAdminServer(adminReconciler{rec}, store, info))
+	adminpb.RegisterAdminServer(adminServer, cri.NewAdminServer(adminReconciler{rec}, store, images, info))
 
 	criLis, err := listenUnix(cfg.Socket, 0o660)
 	if err != nil {

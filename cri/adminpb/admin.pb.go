@@ -24,6 +24,216 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type LoadImageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Path on the node: an OCI layout directory, an OCI archive or a docker archive.
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// Name for the archive's only image; required when the archive names none.
+	Tag           string `protobuf:"bytes,2,opt,name=tag,proto3" json:"tag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoadImageRequest) Reset() {
+	*x = LoadImageRequest{}
+	mi := &file_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoadImageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoadImageRequest) ProtoMessage() {}
+
+func (x *LoadImageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoadImageRequest.ProtoReflect.Descriptor instead.
+func (*LoadImageRequest) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *LoadImageRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *LoadImageRequest) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+type ListImagesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListImagesRequest) Reset() {
+	*x = ListImagesRequest{}
+	mi := &file_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListImagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListImagesRequest) ProtoMessage() {}
+
+func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListImagesRequest.ProtoReflect.Descriptor instead.
+func (*ListImagesRequest) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{1}
+}
+
+type ImageSummary struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // sha256:<config digest>
+	RepoTags        []string               `protobuf:"bytes,2,rep,name=repo_tags,json=repoTags,proto3" json:"repo_tags,omitempty"`
+	RepoDigests     []string               `protobuf:"bytes,3,rep,name=repo_digests,json=repoDigests,proto3" json:"repo_digests,omitempty"`
+	Size            uint64                 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	CreatedUnixNano int64                  `protobuf:"varint,5,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ImageSummary) Reset() {
+	*x = ImageSummary{}
+	mi := &file_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageSummary) ProtoMessage() {}
+
+func (x *ImageSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageSummary.ProtoReflect.Descriptor instead.
+func (*ImageSummary) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ImageSummary) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ImageSummary) GetRepoTags() []string {
+	if x != nil {
+		return x.RepoTags
+	}
+	return nil
+}
+
+func (x *ImageSummary) GetRepoDigests() []string {
+	if x != nil {
+		return x.RepoDigests
+	}
+	return nil
+}
+
+func (x *ImageSummary) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *ImageSummary) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+type ImagesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Images        []*ImageSummary        `protobuf:"bytes,1,rep,name=images,proto3" json:"images,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImagesResponse) Reset() {
+	*x = ImagesResponse{}
+	mi := &file_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImagesResponse) ProtoMessage() {}
+
+func (x *ImagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImagesResponse.ProtoReflect.Descriptor instead.
+func (*ImagesResponse) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ImagesResponse) GetImages() []*ImageSummary {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
 type ReconcileNowRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Report the actions a pass would take without taking them.
@@ -34,7 +244,7 @@ type ReconcileNowRequest struct {
 
 func (x *ReconcileNowRequest) Reset() {
 	*x = ReconcileNowRequest{}
-	mi := &file_admin_proto_msgTypes[0]
+	mi := &file_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +256,7 @@ func (x *ReconcileNowRequest) String() string {
 func (*ReconcileNowRequest) ProtoMessage() {}
 
 func (x *ReconcileNowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[0]
+	mi := &file_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +269,7 @@ func (x *ReconcileNowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileNowRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileNowRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{0}
+	return file_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ReconcileNowRequest) GetDryRun() bool {
@@ -84,7 +294,7 @@ type ReconcileAction struct {
 
 func (x *ReconcileAction) Reset() {
 	*x = ReconcileAction{}
-	mi := &file_admin_proto_msgTypes[1]
+	mi := &file_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -96,7 +306,7 @@ func (x *ReconcileAction) String() string {
 func (*ReconcileAction) ProtoMessage() {}
 
 func (x *ReconcileAction) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[1]
+	mi := &file_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -109,7 +319,7 @@ func (x *ReconcileAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileAction.ProtoReflect.Descriptor instead.
 func (*ReconcileAction) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{1}
+	return file_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReconcileAction) GetKind() string {
@@ -175,7 +385,7 @@ type ReconcileNowResponse struct {
 
 func (x *ReconcileNowResponse) Reset() {
 	*x = ReconcileNowResponse{}
-	mi := &file_admin_proto_msgTypes[2]
+	mi := &file_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -187,7 +397,7 @@ func (x *ReconcileNowResponse) String() string {
 func (*ReconcileNowResponse) ProtoMessage() {}
 
 func (x *ReconcileNowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[2]
+	mi := &file_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -200,7 +410,7 @@ func (x *ReconcileNowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileNowResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileNowResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{2}
+	return file_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReconcileNowResponse) GetDryRun() bool {
@@ -246,7 +456,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_admin_proto_msgTypes[3]
+	mi := &file_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -258,7 +468,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[3]
+	mi := &file_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -271,7 +481,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{3}
+	return file_admin_proto_rawDescGZIP(), []int{7}
 }
 
 type RuntimeHandler struct {
@@ -286,7 +496,7 @@ type RuntimeHandler struct {
 
 func (x *RuntimeHandler) Reset() {
 	*x = RuntimeHandler{}
-	mi := &file_admin_proto_msgTypes[4]
+	mi := &file_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -298,7 +508,7 @@ func (x *RuntimeHandler) String() string {
 func (*RuntimeHandler) ProtoMessage() {}
 
 func (x *RuntimeHandler) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[4]
+	mi := &file_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -311,7 +521,7 @@ func (x *RuntimeHandler) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuntimeHandler.ProtoReflect.Descriptor instead.
 func (*RuntimeHandler) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{4}
+	return file_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RuntimeHandler) GetName() string {
@@ -362,7 +572,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_admin_proto_msgTypes[5]
+	mi := &file_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -374,7 +584,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[5]
+	mi := &file_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -387,7 +597,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{5}
+	return file_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *InfoResponse) GetVersion() string {
@@ -464,7 +674,19 @@ var File_admin_proto protoreflect.FileDescriptor
 
 const file_admin_proto_rawDesc = "" +
 	"\n" +
-	"\vadmin.proto\x12\x0ecrisp.admin.v1\".\n" +
+	"\vadmin.proto\x12\x0ecrisp.admin.v1\"8\n" +
+	"\x10LoadImageRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x10\n" +
+	"\x03tag\x18\x02 \x01(\tR\x03tag\"\x13\n" +
+	"\x11ListImagesRequest\"\x9e\x01\n" +
+	"\fImageSummary\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\trepo_tags\x18\x02 \x03(\tR\brepoTags\x12!\n" +
+	"\frepo_digests\x18\x03 \x03(\tR\vrepoDigests\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\x12*\n" +
+	"\x11created_unix_nano\x18\x05 \x01(\x03R\x0fcreatedUnixNano\"F\n" +
+	"\x0eImagesResponse\x124\n" +
+	"\x06images\x18\x01 \x03(\v2\x1c.crisp.admin.v1.ImageSummaryR\x06images\".\n" +
 	"\x13ReconcileNowRequest\x12\x17\n" +
 	"\adry_run\x18\x01 \x01(\bR\x06dryRun\"\xa9\x01\n" +
 	"\x0fReconcileAction\x12\x12\n" +
@@ -508,10 +730,13 @@ const file_admin_proto_rawDesc = "" +
 	"\n" +
 	"PathsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xa5\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xc5\x02\n" +
 	"\x05Admin\x12Y\n" +
 	"\fReconcileNow\x12#.crisp.admin.v1.ReconcileNowRequest\x1a$.crisp.admin.v1.ReconcileNowResponse\x12A\n" +
-	"\x04Info\x12\x1b.crisp.admin.v1.InfoRequest\x1a\x1c.crisp.admin.v1.InfoResponseB(Z&github.com/crisp-cri/crisp/cri/adminpbb\x06proto3"
+	"\x04Info\x12\x1b.crisp.admin.v1.InfoRequest\x1a\x1c.crisp.admin.v1.InfoResponse\x12M\n" +
+	"\tLoadImage\x12 .crisp.admin.v1.LoadImageRequest\x1a\x1e.crisp.admin.v1.ImagesResponse\x12O\n" +
+	"\n" +
+	"ListImages\x12!.crisp.admin.v1.ListImagesRequest\x1a\x1e.crisp.admin.v1.ImagesResponseB(Z&github.com/crisp-cri/crisp/cri/adminpbb\x06proto3"
 
 var (
 	file_admin_proto_rawDescOnce sync.Once
@@ -525,31 +750,40 @@ func file_admin_proto_rawDescGZIP() []byte {
 	return file_admin_proto_rawDescData
 }
 
-var file_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_admin_proto_goTypes = []any{
-	(*ReconcileNowRequest)(nil),  // 0: crisp.admin.v1.ReconcileNowRequest
-	(*ReconcileAction)(nil),      // 1: crisp.admin.v1.ReconcileAction
-	(*ReconcileNowResponse)(nil), // 2: crisp.admin.v1.ReconcileNowResponse
-	(*InfoRequest)(nil),          // 3: crisp.admin.v1.InfoRequest
-	(*RuntimeHandler)(nil),       // 4: crisp.admin.v1.RuntimeHandler
-	(*InfoResponse)(nil),         // 5: crisp.admin.v1.InfoResponse
-	nil,                          // 6: crisp.admin.v1.ReconcileNowResponse.CountsEntry
-	nil,                          // 7: crisp.admin.v1.InfoResponse.PathsEntry
+	(*LoadImageRequest)(nil),     // 0: crisp.admin.v1.LoadImageRequest
+	(*ListImagesRequest)(nil),    // 1: crisp.admin.v1.ListImagesRequest
+	(*ImageSummary)(nil),         // 2: crisp.admin.v1.ImageSummary
+	(*ImagesResponse)(nil),       // 3: crisp.admin.v1.ImagesResponse
+	(*ReconcileNowRequest)(nil),  // 4: crisp.admin.v1.ReconcileNowRequest
+	(*ReconcileAction)(nil),      // 5: crisp.admin.v1.ReconcileAction
+	(*ReconcileNowResponse)(nil), // 6: crisp.admin.v1.ReconcileNowResponse
+	(*InfoRequest)(nil),          // 7: crisp.admin.v1.InfoRequest
+	(*RuntimeHandler)(nil),       // 8: crisp.admin.v1.RuntimeHandler
+	(*InfoResponse)(nil),         // 9: crisp.admin.v1.InfoResponse
+	nil,                          // 10: crisp.admin.v1.ReconcileNowResponse.CountsEntry
+	nil,                          // 11: crisp.admin.v1.InfoResponse.PathsEntry
 }
 var file_admin_proto_depIdxs = []int32{
-	1, // 0: crisp.admin.v1.ReconcileNowResponse.actions:type_name -> crisp.admin.v1.ReconcileAction
-	6, // 1: crisp.admin.v1.ReconcileNowResponse.counts:type_name -> crisp.admin.v1.ReconcileNowResponse.CountsEntry
-	7, // 2: crisp.admin.v1.InfoResponse.paths:type_name -> crisp.admin.v1.InfoResponse.PathsEntry
-	4, // 3: crisp.admin.v1.InfoResponse.handlers:type_name -> crisp.admin.v1.RuntimeHandler
-	0, // 4: crisp.admin.v1.Admin.ReconcileNow:input_type -> crisp.admin.v1.ReconcileNowRequest
-	3, // 5: crisp.admin.v1.Admin.Info:input_type -> crisp.admin.v1.InfoRequest
-	2, // 6: crisp.admin.v1.Admin.ReconcileNow:output_type -> crisp.admin.v1.ReconcileNowResponse
-	5, // 7: crisp.admin.v1.Admin.Info:output_type -> crisp.admin.v1.InfoResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	2,  // 0: crisp.admin.v1.ImagesResponse.images:type_name -> crisp.admin.v1.ImageSummary
+	5,  // 1: crisp.admin.v1.ReconcileNowResponse.actions:type_name -> crisp.admin.v1.ReconcileAction
+	10, // 2: crisp.admin.v1.ReconcileNowResponse.counts:type_name -> crisp.admin.v1.ReconcileNowResponse.CountsEntry
+	11, // 3: crisp.admin.v1.InfoResponse.paths:type_name -> crisp.admin.v1.InfoResponse.PathsEntry
+	8,  // 4: crisp.admin.v1.InfoResponse.handlers:type_name -> crisp.admin.v1.RuntimeHandler
+	4,  // 5: crisp.admin.v1.Admin.ReconcileNow:input_type -> crisp.admin.v1.ReconcileNowRequest
+	7,  // 6: crisp.admin.v1.Admin.Info:input_type -> crisp.admin.v1.InfoRequest
+	0,  // 7: crisp.admin.v1.Admin.LoadImage:input_type -> crisp.admin.v1.LoadImageRequest
+	1,  // 8: crisp.admin.v1.Admin.ListImages:input_type -> crisp.admin.v1.ListImagesRequest
+	6,  // 9: crisp.admin.v1.Admin.ReconcileNow:output_type -> crisp.admin.v1.ReconcileNowResponse
+	9,  // 10: crisp.admin.v1.Admin.Info:output_type -> crisp.admin.v1.InfoResponse
+	3,  // 11: crisp.admin.v1.Admin.LoadImage:output_type -> crisp.admin.v1.ImagesResponse
+	3,  // 12: crisp.admin.v1.Admin.ListImages:output_type -> crisp.admin.v1.ImagesResponse
+	9,  // [9:13] is the sub-list for method output_type
+	5,  // [5:9] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_admin_proto_init() }
@@ -563,7 +797,7 @@ func file_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_admin_proto_rawDesc), len(file_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

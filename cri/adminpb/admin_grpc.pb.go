@@ -24,6 +24,8 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Admin_ReconcileNow_FullMethodName = "/crisp.admin.v1.Admin/ReconcileNow"
 	Admin_Info_FullMethodName         = "/crisp.admin.v1.Admin/Info"
+	Admin_LoadImage_FullMethodName    = "/crisp.admin.v1.Admin/LoadImage"
+	Admin_ListImages_FullMethodName   = "/crisp.admin.v1.Admin/ListImages"
 )
 
 // AdminClient is the client API for Admin service.
@@ -35,6 +37,11 @@ type AdminClient interface {
 	ReconcileNow(ctx context.Context, in *ReconcileNowRequest, opts ...grpc.CallOption) (*ReconcileNowResponse, error)
 	// Info describes the daemon: versions, paths and runtime handlers.
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
+	// LoadImage imports the images of an OCI layout directory, an OCI archive
+	// or a docker-archive tarball on this node into the image store.
+	LoadImage(ctx context.Context, in *LoadImageRequest, opts ...grpc.CallOption) (*ImagesResponse, error)
+	// ListImages lists the image store.
+	ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ImagesResponse, error)
 }
 
 type adminClient struct {
@@ -65,6 +72,26 @@ func (c *adminClient) Info(ctx context.Context, in *InfoRequest, opts ...grpc.Ca
 	return out, nil
 }
 
+func (c *adminClient) LoadImage(ctx context.Context, in *LoadImageRequest, opts ...grpc.CallOption) (*ImagesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImagesResponse)
+	err := c.cc.Invoke(ctx, Admin_LoadImage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ImagesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImagesResponse)
+	err := c.cc.Invoke(ctx, Admin_ListImages_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -74,6 +101,11 @@ type AdminServer interface {
 	ReconcileNow(context.Context, *ReconcileNowRequest) (*ReconcileNowResponse, error)
 	// Info describes the daemon: versions, paths and runtime handlers.
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
+	// LoadImage imports the images of an OCI layout directory, an OCI archive
+	// or a docker-archive tarball on this node into the image store.
+	LoadImage(context.Context, *LoadImageRequest) (*ImagesResponse, error)
+	// ListImages lists the image store.
+	ListImages(context.Context, *ListImagesRequest) (*ImagesResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -89,6 +121,12 @@ func (UnimplementedAdminServer) ReconcileNow(context.Context, *ReconcileNowReque
 }
 func (UnimplementedAdminServer) Info(context.Context, *InfoRequest) (*InfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Info not implemented")
+}
+func (UnimplementedAdminServer) LoadImage(context.Context, *LoadImageRequest) (*ImagesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LoadImage not implemented")
+}
+func (UnimplementedAdminServer) ListImages(context.Context, *ListImagesRequest) (*ImagesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListImages not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -147,6 +185,42 @@ func _Admin_Info_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_LoadImage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LoadImageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).LoadImage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_LoadImage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).LoadImage(ctx, req.(*LoadImageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_ListImages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListImagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ListImages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ListImages_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ListImages(ctx, req.(*ListImagesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -161,6 +235,14 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Info",
 			Handler:    _Admin_Info_Handler,
+		},
+		{
+			MethodName: "LoadImage",
+			Handler:    _Admin_LoadImage_Handler,
+		},
+		{
+			MethodName: "ListImages",
+			Handler:    _Admin_ListImages_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

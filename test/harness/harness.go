@@ -245,3 +245,18 @@ func (b *SyncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// RequireTool skips a test whose tool is not installed, loudly; under CI
+// (where `make deps` installs every tool) it fails instead.
+func RequireTool(t testing.TB, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return path
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is not installed, and CI must run this test: `make deps` installs it", name)
+	}
+	t.Skipf("SKIPPED: %s is not installed (`make deps` installs it)", name)
+	return ""
+}

@@ -31,10 +31,23 @@ type Config struct {
 	Database    string `toml:"database" help:"SQLite database of node state."`
 	LogLevel    string `toml:"log_level" help:"debug, info, warn or error."`
 	LogFormat   string `toml:"log_format" help:"auto (colour text on a terminal, JSON otherwise), text or json."`
+	PauseImage  string `toml:"pause_image" help:"Image for the infra process of pods that need one (shared PID namespace, gVisor). Empty means crispd's built-in infra: a read-only rootfs holding crispd itself, nothing to pull."`
 
+	Storage    Storage            `toml:"storage" help:"Image and container storage (go.podman.io/storage)."`
 	SQLite     SQLite             `toml:"sqlite" help:"The state database."`
 	Reconciler Reconciler         `toml:"reconciler" help:"The reconciler, which makes the database agree with the node."`
 	Runtimes   map[string]Handler `toml:"runtimes" help:"OCI runtime handlers by name (the RuntimeClass handler)."`
+}
+
+// Storage configures images and container rootfs storage.
+type Storage struct {
+	Driver            string   `toml:"driver" help:"Graph driver: overlay, or vfs where overlay is unavailable."`
+	DriverOptions     []string `toml:"driver_options" help:"Graph driver options, e.g. overlay.mountopt=nodev."`
+	GraphRoot         string   `toml:"graph_root" help:"Images and container layers."`
+	RunRoot           string   `toml:"run_root" help:"Mounts and locks of the store; a reboot clears it."`
+	RegistriesConf    string   `toml:"registries_conf" help:"A registries.conf(5) for mirrors, blocked and insecure registries. Empty: $CONTAINERS_REGISTRIES_CONF, else /etc/containers/registries.conf. Registries on loopback are always reached over plain HTTP."`
+	UnqualifiedSearch []string `toml:"unqualified_search_registries" help:"Registries that resolve short image names such as busybox, in order. Empty: those of registries.conf; with neither, short names are refused."`
+	SignaturePolicy   string   `toml:"signature_policy" help:"A policy.json(5). Empty: /etc/containers/policy.json if it exists, else accept any image."`
 }
 
 // SQLite tunes the state database.
@@ -107,6 +120,11 @@ func (c *Config) Resolve() error {
 	def(&c.Socket, c.RunDir, "crisp.sock")
 	def(&c.AdminSocket, c.RunDir, "admin.sock")
 	def(&c.Database, c.StateDir, "state.db")
+	def(&c.Storage.GraphRoot, c.StateDir, "storage")
+	def(&c.Storage.RunRoot, c.RunDir, "storage")
+	if c.Storage.Driver != "overlay" && c.Storage.Driver != "vfs" {
+		return fmt.Errorf("config: storage.driver must be overlay or vfs, not %q", c.Storage.Driver)
+	}
 	for name, h := range c.Runtimes {
 		def(&h.Root, c.RunDir, name)
 		if h.Class != "trusted" && h.Class != "untrusted" {

@@ -1,0 +1,136 @@
+// Package storage owns crisp's one go.podman.io/storage store: images
+// (pull, load, list, status, remove, filesystem usage, through
+// go.podman.io/image) and the container records that hold each pod's and
+// container's rootfs and crisp's metadata. It knows nothing of SQL or gRPC.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	"go.podman.io/image/v5/signature"
+	"go.podman.io/image/v5/types"
+	cstorage "go.podman.io/storage"
+)
+
+// Sentinel errors; cri maps them to gRPC codes.
+var (
+	ErrImageNotFound    = errors.New("image not found")
+	ErrImageInUse       = errors.New("image is in use by a container")
+	ErrInvalidReference = errors.New("invalid image reference")
+	ErrUnauthorized     = errors.New("registry refused the credentials")
+	ErrNotFound         = errors.New("not found")
+)
+
+// Config says where the store lives and how images are fetched.
+type Config struct {
+	Driver        string   // overlay (default) or vfs
+	DriverOptions []string // e.g. overlay.mountopt=nodev
+	GraphRoot     string   // images and container layers
+	RunRoot       string   // mounts and locks; a reboot clears it
+	// RegistriesConf is a registries.conf(5) file for mirrors, blocked and
+	// insecure registries. Empty means the system's: $CONTAINERS_REGISTRIES_CONF,
+	// else /etc/containers/registries.conf (and its .d directory).
+	RegistriesConf string
+	// UnqualifiedSearch resolves short names ("busybox"); empty means the
+	// unqualified-search-registries of registries.conf. With neither, a
+	// short name is refused.
+	UnqualifiedSearch []string
+	// PolicyPath is a policy.json(5); empty means /etc/containers/policy.json
+	// when it exists, else accept any image.
+	PolicyPath string
+}
+
+// defaultPolicyPath is the system signature policy, honoured when present.
+const defaultPolicyPath = "/etc/containers/policy.json"
+
+// Store is crisp's image and container storage. It is safe for concurrent
+// use; concurrent pulls of the same image share one download.
+type Store struct {
+	store  cstorage.Store
+	cfg    Config
+	policy *signature.Policy
+	log    *slog.Logger
+
+	mu    sync.Mutex
+	pulls map[string]*flight // in-progress pulls by reference and credentials
+	busy  int                // pull goroutines running, joined or not
+
+	// Pulls run on their own goroutines; Shutdown cancels and waits for them.
+	stopPulls context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// Open opens (creating if needed) the store. Call Shutdown when done.
+func Open(cfg Config, log *slog.Logger) (*Store, error) {
+	if cfg.Driver == "" {
+		cfg.Driver = "overlay"
+	}
+	if cfg.GraphRoot == "" || cfg.RunRoot == "" {
+		return nil, fmt.Errorf("open storage: graph root and run root must be set")
+	}
+	policy, err := loadPolicy(cfg.PolicyPath)
+	if err != nil {
+		return nil, err
+	}
+	st, err := cstorage.GetStore(cstorage.StoreOptions{
+		RunRoot:            cfg.RunRoot,
+		GraphRoot:          cfg.GraphRoot,
+		GraphDriverName:    cfg.Driver,
+		GraphDriverOptions: cfg.DriverOptions,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open storage (%s driver, %s): %w", cfg.Driver, cfg.GraphRoot, err)
+	}
+	stop, cancel := context.WithCancel(context.Background())
+	return &Store{store: st, cfg: cfg, policy: policy, log: log, pulls: map[string]*flight{}, stopPulls: stop, cancel: cancel}, nil
+}
+
+// loadPolicy reads the signature policy, or accepts anything when the
+// operator configured none (there is nothing to verify against).
+func loadPolicy(path string) (*signature.Policy, error) {
+	if path == "" {
+		if _, err := os.Stat(defaultPolicyPath); err != nil {
+			return &signature.Policy{Default: []signature.PolicyRequirement{signature.NewPRInsecureAcceptAnything()}}, nil
+		}
+		path = defaultPolicyPath
+	}
+	p, err := signature.NewPolicyFromFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("signature policy %s: %w", path, err)
+	}
+	return p, nil
+}
+
+// Shutdown cancels pulls in flight and waits for them, then releases the
+// store. It unmounts nothing that containers still use: their rootfs
+// mounts outlive crispd on purpose.
+func (s *Store) Shutdown() error {
+	s.cancel()
+	s.wg.Wait()
+	if _, err := s.store.Shutdown(false); err != nil && !errors.Is(err, cstorage.ErrLayerUsedByContainer) {
+		return fmt.Errorf("shut down storage: %w", err)
+	}
+	return nil
+}
+
+// GraphRoot is where images and layers live.
+func (s *Store) GraphRoot() string { return s.store.GraphRoot() }
+
+// Driver is the graph driver in use.
+func (s *Store) Driver() string { return s.cfg.Driver }
+
+// systemContext is the c/image context of one operation.
+func (s *Store) systemContext() *types.SystemContext {
+	return &types.SystemContext{
+		SystemRegistriesConfPath: s.cfg.RegistriesConf,
+		// Signatures are checked by policy, never looked up on the host's
+		// registries.d lookaside unless the policy asks.
+		DockerRegistryUserAgent: "crisp",
+	}
+}
