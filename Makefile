@@ -7,6 +7,8 @@ TAGS     := containers_image_openpgp,exclude_graphdriver_btrfs
 LDFLAGS  := -X github.com/crisp-cri/crisp/cri.Version=$(shell git describe --always --dirty 2>/dev/null || echo dev)
 # Debian packages the daemon and its tests use.
 DEBS     := runc conmon runsc containernetworking-plugins iproute2 util-linux busybox-static skopeo
+# crictl, for the end-to-end tests and for operators.
+CRICTL_VERSION     := v1.37.0
 # Pinned code generators for `make generate` (protoc itself comes from apt).
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
@@ -15,7 +17,7 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 # root-only end-to-end tests in test/, which start the real binaries.
 TEST_FLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: all deps build run unit test lint generate bench clean
+.PHONY: all deps build tools run unit test lint generate bench clean
 
 all: build
 
@@ -34,6 +36,12 @@ build:
 	CGO_ENABLED=0 $(GO) build -tags $(TAGS) -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/crispd ./cmd/crispd
 	CGO_ENABLED=0 $(GO) build -tags $(TAGS) -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/crispctl ./cmd/crispctl
 
+## tools: crictl $(CRICTL_VERSION), built from the Go module proxy into bin/
+tools: $(BIN)/crictl
+$(BIN)/crictl:
+	CGO_ENABLED=0 GOBIN=$(BIN) $(GO) install -ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=$(CRICTL_VERSION:v%=%)" \
+		sigs.k8s.io/cri-tools/cmd/crictl@$(CRICTL_VERSION)
+
 ## run: install deps, build, and run crispd in the foreground with its defaults
 run: deps build
 	$(BIN)/crispd $(ARGS)
@@ -43,7 +51,7 @@ unit:
 	CGO_ENABLED=1 $(GO) test -tags $(TAGS) $(TEST_FLAGS) $$($(GO) list ./... | grep -v /test/)
 
 ## test: deps, build, lint, then every test (unit with -race, and the end-to-end tests in test/)
-test: deps build lint
+test: deps build tools lint
 	CGO_ENABLED=1 CRISP_BIN_DIR=$(BIN) $(GO) test -tags $(TAGS) $(TEST_FLAGS) ./...
 
 ## lint: go vet and a gofmt check

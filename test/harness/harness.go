@@ -191,6 +191,22 @@ func (d *Daemon) Crispctl(args ...string) (stdout, stderr string, err error) {
 	return out.String(), errb.String(), err
 }
 
+// Crictl runs crictl (from the bin dir, else PATH) against this daemon's
+// socket and returns its stdout, stderr and error.
+func (d *Daemon) Crictl(args ...string) (stdout, stderr string, err error) {
+	d.t.Helper()
+	crictl := filepath.Join(Bins(d.t), "crictl")
+	if _, err := os.Stat(crictl); err != nil {
+		crictl = RequireTool(d.t, "crictl")
+	}
+	ep := "unix://" + d.Socket()
+	cmd := exec.Command(crictl, append([]string{"--runtime-endpoint", ep, "--image-endpoint", ep, "--timeout", "60s"}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	return out.String(), errb.String(), err
+}
+
 // Stop sends SIGTERM and waits for crispd to exit; it is a no-op once
 // stopped.
 func (d *Daemon) Stop() error { return d.signal(syscall.SIGTERM) }
