@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"time"
 
@@ -33,10 +34,27 @@ type Config struct {
 	LogFormat   string `toml:"log_format" help:"auto (colour text on a terminal, JSON otherwise), text or json."`
 	PauseImage  string `toml:"pause_image" help:"Image for the infra process of pods that need one (shared PID namespace, gVisor). Empty means crispd's built-in infra: a read-only rootfs holding crispd itself, nothing to pull."`
 
+	Conmon     string             `toml:"conmon" help:"conmon, the per-container monitor that outlives crispd."`
+	Trust      Trust              `toml:"trust" help:"Which runtime handler runs a pod: the trust policy (see README)."`
+	Network    Network            `toml:"network" help:"Pod networking through CNI."`
 	Storage    Storage            `toml:"storage" help:"Image and container storage (go.podman.io/storage)."`
 	SQLite     SQLite             `toml:"sqlite" help:"The state database."`
 	Reconciler Reconciler         `toml:"reconciler" help:"The reconciler, which makes the database agree with the node."`
 	Runtimes   map[string]Handler `toml:"runtimes" help:"OCI runtime handlers by name (the RuntimeClass handler)."`
+}
+
+// Trust is the trust policy's configuration.
+type Trust struct {
+	DefaultRuntime       string `toml:"default_runtime" help:"Handler for trusted pods (and privileged ones, always)."`
+	UntrustedRuntime     string `toml:"untrusted_runtime" help:"Handler for untrusted pods; empty means none."`
+	DefaultWorkloadTrust string `toml:"default_workload_trust" help:"trusted or untrusted: the trust of a pod that has no hint. Privileged pods are always trusted."`
+	UntrustedFallback    string `toml:"untrusted_fallback" help:"refuse (fail closed) or trusted: what to do with an untrusted pod when there is no untrusted runtime."`
+}
+
+// Network configures CNI.
+type Network struct {
+	PluginDirs []string `toml:"plugin_dirs" help:"Where CNI plugin binaries are."`
+	ConfList   string   `toml:"conflist" help:"A CNI .conflist file for pods. Empty means crisp's own: bridge crisp0 on 10.213.0.0/16 with host-local IPAM and portmap."`
 }
 
 // Storage configures images and container rootfs storage.
@@ -64,9 +82,12 @@ type Reconciler struct {
 
 // Handler is one OCI runtime handler.
 type Handler struct {
-	Path  string `toml:"path" help:"The runtime binary."`
-	Root  string `toml:"root" help:"The runtime's own state root, one per handler."`
-	Class string `toml:"class" help:"trusted or untrusted: which workloads it may run."`
+	Path                         string   `toml:"path" help:"The runtime binary."`
+	Type                         string   `toml:"type" help:"runc or runsc: how crisp drives it."`
+	Root                         string   `toml:"root" help:"The runtime's own state root, one per handler."`
+	Class                        string   `toml:"class" help:"trusted or untrusted: which workloads it may run."`
+	ExtraArgs                    []string `toml:"extra_args" help:"Global flags passed to the runtime (runsc needs --network=host to use the pod's network namespace)."`
+	PrivilegedWithoutHostDevices bool     `toml:"privileged_without_host_devices" help:"Privileged containers do not get the host's devices."`
 }
 
 // Duration is a time.Duration written as "30s" in TOML.
@@ -96,14 +117,42 @@ func Load(path string) (Config, error) {
 		}
 		path = DefaultPath
 	}
+	defaultHandlers := c.Runtimes
+	c.Runtimes = nil
 	md, err := toml.DecodeFile(path, &c)
 	if err != nil {
 		return c, fmt.Errorf("config %s: %w", path, err)
 	}
+	c.Runtimes = mergeHandlers(md, defaultHandlers, c.Runtimes)
 	if und := md.Undecoded(); len(und) > 0 {
 		return c, fmt.Errorf("config %s: unknown keys %v", path, und)
 	}
 	return c, nil
+}
+
+// mergeHandlers overlays the file's handlers on the default ones key by
+// key: TOML decoding replaces a map entry whole, so without this a file
+// that sets only runtimes.runc.extra_args would lose runc's path.
+func mergeHandlers(md toml.MetaData, defaults, file map[string]Handler) map[string]Handler {
+	out := map[string]Handler{}
+	for name, h := range defaults {
+		out[name] = h
+	}
+	for name, h := range file {
+		merged, ok := out[name]
+		if !ok {
+			out[name] = h
+			continue
+		}
+		mv, fv := reflect.ValueOf(&merged).Elem(), reflect.ValueOf(h)
+		for i := 0; i < mv.NumField(); i++ {
+			if md.IsDefined("runtimes", name, mv.Type().Field(i).Tag.Get("toml")) {
+				mv.Field(i).Set(fv.Field(i))
+			}
+		}
+		out[name] = merged
+	}
+	return out
 }
 
 // Resolve fills the paths left empty from run_dir and state_dir and checks
@@ -133,7 +182,13 @@ func (c *Config) Resolve() error {
 		if h.Path == "" {
 			return fmt.Errorf("config: runtimes.%s.path is empty", name)
 		}
+		if h.Type != "runc" && h.Type != "runsc" {
+			return fmt.Errorf("config: runtimes.%s.type must be runc or runsc, not %q", name, h.Type)
+		}
 		c.Runtimes[name] = h
+	}
+	if err := c.checkTrust(); err != nil {
+		return err
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -164,3 +219,22 @@ func (c *Config) HandlerNames() []string {
 // CleanMarker is the file crispd writes last on a clean stop and removes at
 // start: its absence at start means the previous crispd died.
 func (c *Config) CleanMarker() string { return filepath.Join(c.StateDir, "clean-shutdown") }
+
+func (c *Config) checkTrust() error {
+	t := c.Trust
+	if h, ok := c.Runtimes[t.DefaultRuntime]; !ok || h.Class != "trusted" {
+		return fmt.Errorf("config: trust.default_runtime %q must name a configured trusted handler", t.DefaultRuntime)
+	}
+	if t.UntrustedRuntime != "" {
+		if h, ok := c.Runtimes[t.UntrustedRuntime]; !ok || h.Class != "untrusted" {
+			return fmt.Errorf("config: trust.untrusted_runtime %q must name a configured untrusted handler, or be empty", t.UntrustedRuntime)
+		}
+	}
+	if t.DefaultWorkloadTrust != "trusted" && t.DefaultWorkloadTrust != "untrusted" {
+		return fmt.Errorf("config: trust.default_workload_trust must be trusted or untrusted, not %q", t.DefaultWorkloadTrust)
+	}
+	if t.UntrustedFallback != "refuse" && t.UntrustedFallback != "trusted" {
+		return fmt.Errorf("config: trust.untrusted_fallback must be refuse or trusted, not %q", t.UntrustedFallback)
+	}
+	return nil
+}

@@ -42,7 +42,7 @@ func TestDefaults(t *testing.T) {
 func TestWriteRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.toml")
-	os.WriteFile(in, []byte("state_dir = \"/tmp/x\"\n[reconciler]\ngrace = \"5s\"\n[runtimes.kata]\npath = \"/bin/kata\"\nclass = \"untrusted\"\n"), 0o644)
+	os.WriteFile(in, []byte("state_dir = \"/tmp/x\"\n[reconciler]\ngrace = \"5s\"\n[runtimes.kata]\npath = \"/bin/kata\"\ntype = \"runsc\"\nclass = \"untrusted\"\n"), 0o644)
 	c, err := Load(in)
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +74,10 @@ func TestRejects(t *testing.T) {
 		{"bad class", "[runtimes.runc]\nclass = \"maybe\"\n", "class must be trusted or untrusted"},
 		{"bad level", "log_level = \"loud\"\n", "log_level"},
 		{"bad duration", "[reconciler]\ninterval = \"soon\"\n", "interval"},
+		{"untrusted default runtime", "[trust]\ndefault_runtime = \"runsc\"\n", "default_runtime"},
+		{"unknown untrusted runtime", "[trust]\nuntrusted_runtime = \"kata\"\n", "untrusted_runtime"},
+		{"bad fallback", "[trust]\nuntrusted_fallback = \"maybe\"\n", "untrusted_fallback"},
+		{"bad type", "[runtimes.runc]\ntype = \"crun\"\n", "type must be runc or runsc"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,5 +91,25 @@ func TestRejects(t *testing.T) {
 				t.Errorf("Load+Resolve = %v, want error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// A file that sets one key of a handler keeps the handler's other defaults.
+func TestPartialHandlerOverride(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.toml")
+	os.WriteFile(p, []byte("[runtimes.runsc]\nextra_args = [\"--network=none\"]\n"), 0o644)
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Resolve(); err != nil {
+		t.Fatal(err)
+	}
+	h := c.Runtimes["runsc"]
+	if h.Path != "/usr/bin/runsc" || h.Class != "untrusted" || h.Type != "runsc" || len(h.ExtraArgs) != 1 || h.ExtraArgs[0] != "--network=none" {
+		t.Errorf("runsc after partial override = %+v, want the defaults with extra_args [--network=none]", h)
+	}
+	if c.Runtimes["runc"].Path != "/usr/sbin/runc" {
+		t.Errorf("runc lost its defaults: %+v", c.Runtimes["runc"])
 	}
 }
