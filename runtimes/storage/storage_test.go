@@ -165,7 +165,8 @@ func TestShortNameResolution(t *testing.T) {
 
 // Eight pulls of one image at once download each blob once.
 func TestConcurrentPullsCoalesce(t *testing.T) {
-	reg := registry.Start(t, registry.WithLatency(300*time.Millisecond))
+	gate := make(chan struct{})
+	reg := registry.Start(t, registry.WithBlobGate(gate))
 	big, err := images.WithPayload(busybox(t), 1<<20, 7)
 	if err != nil {
 		t.Fatal(err)
@@ -182,6 +183,22 @@ func TestConcurrentPullsCoalesce(t *testing.T) {
 			ids[i], errs[i] = img.ID, err
 		})
 	}
+	// Release the registry only once all eight callers wait on one download.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		s.mu.Lock()
+		waiting := 0
+		for _, f := range s.pulls {
+			waiting += f.waiters
+		}
+		s.mu.Unlock()
+		if waiting == 8 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d callers waiting after 30s, want 8", waiting)
+		}
+	}
+	close(gate)
 	wg.Wait()
 	for i := range 8 {
 		if errs[i] != nil || ids[i] != ids[0] {

@@ -224,7 +224,9 @@ func TestPullDeadlineLeavesNothing(t *testing.T) {
 // Eight concurrent pulls of one image are one download.
 func TestConcurrentPullsAreOneDownload(t *testing.T) {
 	harness.RequireRoot(t)
-	reg := registry.Start(t, registry.WithLatency(500*time.Millisecond))
+	// Blob downloads start 2 s late, so all eight calls (sent at once) are
+	// in crispd before the first download could finish.
+	reg := registry.Start(t, registry.WithLatency(2*time.Second))
 	img, err := images.WithPayload(busybox(t), 2<<20, 1)
 	if err != nil {
 		t.Fatal(err)

