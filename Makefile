@@ -68,9 +68,10 @@ generate:
 		--go_out=paths=source_relative:cri/adminpb --go-grpc_out=paths=source_relative:cri/adminpb \
 		cri/adminpb/admin.proto
 
-## bench: the benchmarks (figures, not pass/fail)
-bench: build
+## bench: the benchmarks (figures, not pass/fail; root for test/bench)
+bench: deps build
 	CGO_ENABLED=1 $(GO) test -tags $(TAGS) -run '^$$' -bench . -benchmem ./db/
+	CGO_ENABLED=1 CRISP_BIN_DIR=$(BIN) $(GO) test -tags $(TAGS) -run '^$$' -bench . -benchtime 20x ./test/bench/
 
 clean:
 	rm -rf $(BIN)
