@@ -84,16 +84,24 @@ type Daemon struct {
 	StateDir string
 	Config   string // the config file it was started with
 	Log      *SyncBuffer
+	Env      []string // extra environment of crispd, e.g. CONTAINERS_REGISTRIES_CONF
 	cmd      *exec.Cmd
 	done     chan error
 	mu       sync.Mutex
 }
 
-// Option changes a daemon's config file before it starts.
-type Option func(cfg *strings.Builder)
+// Option changes a daemon before it starts.
+type Option func(d *Daemon, cfg *strings.Builder)
 
 // WithTOML appends raw TOML to the daemon's config file.
-func WithTOML(s string) Option { return func(cfg *strings.Builder) { cfg.WriteString(s + "\n") } }
+func WithTOML(s string) Option {
+	return func(_ *Daemon, cfg *strings.Builder) { cfg.WriteString(s + "\n") }
+}
+
+// WithEnv adds KEY=VALUE to crispd's environment.
+func WithEnv(kv string) Option {
+	return func(d *Daemon, _ *strings.Builder) { d.Env = append(d.Env, kv) }
+}
 
 // Start starts crispd on a fresh temp dir and waits until its CRI socket
 // answers. The daemon is stopped (SIGTERM) at the end of the test.
@@ -105,7 +113,7 @@ func Start(t testing.TB, opts ...Option) *Daemon {
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "run_dir = %q\nstate_dir = %q\nlog_level = \"debug\"\nlog_format = \"json\"\n", d.RunDir, d.StateDir)
 	for _, o := range opts {
-		o(&cfg)
+		o(d, &cfg)
 	}
 	if err := os.WriteFile(d.Config, []byte(cfg.String()), 0o644); err != nil {
 		t.Fatal(err)
@@ -124,6 +132,7 @@ func (d *Daemon) start() {
 	d.t.Helper()
 	d.Log = &SyncBuffer{}
 	d.cmd = exec.Command(filepath.Join(Bins(d.t), "crispd"), "--config", d.Config)
+	d.cmd.Env = append(os.Environ(), d.Env...)
 	d.cmd.Stdout = d.Log
 	d.cmd.Stderr = d.Log
 	if err := d.cmd.Start(); err != nil {
