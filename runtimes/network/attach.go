@@ -1,0 +1,240 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/crisp-cri/crisp/runtimes/logkey"
+)
+
+// Errors wrapped by Setup and Check.
+var (
+	// ErrAlreadyAttached: Setup found the pod's ADD in libcni's cache;
+	// Teardown first.
+	ErrAlreadyAttached = errors.New("pod already attached")
+	// ErrNotAttached: Check found no ADD for the pod in libcni's cache.
+	ErrNotAttached = errors.New("pod not attached")
+)
+
+// cleanupTimeout bounds the DEL that undoes a failed Setup, which runs even
+// when the caller's context is already done.
+const cleanupTimeout = 30 * time.Second
+
+// podIfName is the pod's interface on the CNI network.
+const podIfName = "eth0"
+
+// Attachment names one pod's attachment to the network. PodID is the CNI
+// container id (the pod sandbox id); the same values must be given to
+// Setup, Check and Teardown.
+type Attachment struct {
+	PodID     string
+	Name      string // Kubernetes pod name
+	Namespace string // Kubernetes namespace
+	UID       string // Kubernetes pod UID
+	// NetNS is the pinned namespace path from NewNetNS. Teardown accepts a
+	// path that no longer exists, or an empty one.
+	NetNS        string
+	PortMappings []PortMapping
+}
+
+// PortMapping is one hostPort mapping, passed to plugins with the
+// portMappings capability (portmap) in the CNI convention's JSON form.
+// Mappings whose HostPort is 0 are not host ports and are left out.
+type PortMapping struct {
+	HostPort      int32  `json:"hostPort"`
+	ContainerPort int32  `json:"containerPort"`
+	Protocol      string `json:"protocol"`         // "tcp" (when empty), "udp" or "sctp"
+	HostIP        string `json:"hostIP,omitempty"` // empty: every host address
+}
+
+// Setup attaches the pod to the network: CNI ADD of the conflist with
+// CNI_ARGS IgnoreUnknown=1, K8S_POD_NAMESPACE, K8S_POD_NAME,
+// K8S_POD_INFRA_CONTAINER_ID and K8S_POD_UID, and the portMappings
+// capability. It returns the pod's IPs, IPv4 first. If ADD fails, Setup runs
+// DEL (on a fresh context when ctx is done) so that no address, veth or
+// port mapping is left, and returns the ADD error joined with any DEL
+// error. A pod still attached (its ADD is in libcni's cache) is refused with
+// an error wrapping ErrAlreadyAttached, and nothing is run. Safe for
+// concurrent use on different pods.
+func (m *Manager) Setup(ctx context.Context, a Attachment) (ips []string, retErr error) {
+	if a.NetNS == "" {
+		return nil, fmt.Errorf("cni add %s: no netns path", a.PodID)
+	}
+	rt, err := m.runtimeConf(a)
+	if err != nil {
+		return nil, fmt.Errorf("cni add %s: %w", a.PodID, err)
+	}
+	// A second ADD would fail, and its undo would tear down the first.
+	prev, err := m.cni.GetNetworkListCachedResult(m.list, rt)
+	if err != nil {
+		return nil, fmt.Errorf("cni add %s: read cache (Teardown clears it): %w", a.PodID, err)
+	}
+	if prev != nil {
+		return nil, fmt.Errorf("cni add %s: %w", a.PodID, ErrAlreadyAttached)
+	}
+	start := time.Now()
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if err := m.cni.DelNetworkList(cctx, m.list, rt); err != nil {
+			retErr = errors.Join(retErr, fmt.Errorf("undo cni add %s: %w", a.PodID, err))
+		}
+	}()
+	res, err := m.cni.AddNetworkList(ctx, m.list, rt)
+	if err != nil {
+		return nil, fmt.Errorf("cni add %s: %w", a.PodID, err)
+	}
+	ips, err = resultIPs(res)
+	if err != nil {
+		return nil, fmt.Errorf("cni add %s: %w", a.PodID, err)
+	}
+	m.log.Info("pod network attached", slog.String(logkey.Pod, a.PodID),
+		slog.Any("ips", ips), slog.Duration(logkey.Took, time.Since(start)))
+	return ips, nil
+}
+
+// Teardown detaches the pod: CNI DEL, which releases the address, removes
+// the veth and the port mappings. It works when the netns is already gone
+// (after RemoveNetNS or a reboot) and when the pod was never attached, so it
+// is idempotent. When libcni's cache holds the pod's ADD, DEL uses the
+// conflist and port mappings recorded there, so a changed config or a
+// caller that no longer knows the mappings (portmap's DEL does nothing
+// without them) still removes everything. Safe for concurrent use on
+// different pods.
+func (m *Manager) Teardown(ctx context.Context, a Attachment) error {
+	rt, err := m.runtimeConf(a)
+	if err != nil {
+		return fmt.Errorf("cni del %s: %w", a.PodID, err)
+	}
+	list := m.list
+	cachedConf, cachedRT, err := m.cni.GetNetworkListCachedConfig(m.list, rt)
+	if err != nil {
+		m.log.Warn("cni cache unreadable, deleting with the current config",
+			slog.String(logkey.Pod, a.PodID), slog.Any(logkey.Err, err))
+	}
+	if len(cachedConf) > 0 {
+		if l, err := parseConfList(cachedConf); err == nil && l.Name == m.list.Name {
+			list = l
+		}
+	}
+	if cachedRT != nil && len(a.PortMappings) == 0 {
+		rt.CapabilityArgs = cachedRT.CapabilityArgs
+	}
+	start := time.Now()
+	if err := m.cni.DelNetworkList(ctx, list, rt); err != nil {
+		return fmt.Errorf("cni del %s: %w", a.PodID, err)
+	}
+	m.log.Info("pod network detached", slog.String(logkey.Pod, a.PodID), slog.Duration(logkey.Took, time.Since(start)))
+	return nil
+}
+
+// Check runs CNI CHECK for the pod: each plugin verifies that what its ADD
+// made is still in place (the interface and its address in the netns, the
+// bridge, the port mappings). It returns the first plugin's complaint, or an
+// error wrapping ErrNotAttached when libcni's cache holds no ADD for the
+// pod (never set up, or torn down). Port mappings come from the cache when a
+// has none. Safe for concurrent use on different pods.
+func (m *Manager) Check(ctx context.Context, a Attachment) error {
+	if a.NetNS == "" {
+		return fmt.Errorf("cni check %s: no netns path", a.PodID)
+	}
+	rt, err := m.runtimeConf(a)
+	if err != nil {
+		return fmt.Errorf("cni check %s: %w", a.PodID, err)
+	}
+	cached, err := m.cni.GetNetworkListCachedResult(m.list, rt)
+	if err != nil {
+		return fmt.Errorf("cni check %s: %w", a.PodID, err)
+	}
+	if cached == nil {
+		return fmt.Errorf("cni check %s: %w", a.PodID, ErrNotAttached)
+	}
+	if len(a.PortMappings) == 0 {
+		if _, cachedRT, err := m.cni.GetNetworkListCachedConfig(m.list, rt); err == nil && cachedRT != nil {
+			rt.CapabilityArgs = cachedRT.CapabilityArgs
+		}
+	}
+	if err := m.cni.CheckNetworkList(ctx, m.list, rt); err != nil {
+		return fmt.Errorf("cni check %s: %w", a.PodID, err)
+	}
+	return nil
+}
+
+// runtimeConf builds the per-pod arguments shared by ADD, CHECK and DEL.
+func (m *Manager) runtimeConf(a Attachment) (*libcni.RuntimeConf, error) {
+	if err := checkID(a.PodID); err != nil {
+		return nil, err
+	}
+	rt := &libcni.RuntimeConf{
+		ContainerID: a.PodID,
+		NetNS:       a.NetNS,
+		IfName:      podIfName,
+		Args: [][2]string{
+			// The bridge plugin rejects CNI_ARGS it does not know otherwise.
+			{"IgnoreUnknown", "1"},
+			{"K8S_POD_NAMESPACE", a.Namespace},
+			{"K8S_POD_NAME", a.Name},
+			{"K8S_POD_INFRA_CONTAINER_ID", a.PodID},
+			{"K8S_POD_UID", a.UID},
+		},
+	}
+	pms, err := hostPorts(a.PortMappings)
+	if err != nil {
+		return nil, err
+	}
+	if len(pms) > 0 {
+		rt.CapabilityArgs = map[string]any{"portMappings": pms}
+	}
+	return rt, nil
+}
+
+// hostPorts keeps the mappings that are host ports, with the protocol in
+// the lower case that portmap expects.
+func hostPorts(in []PortMapping) ([]PortMapping, error) {
+	var out []PortMapping
+	for _, pm := range in {
+		if pm.HostPort == 0 {
+			continue
+		}
+		pm.Protocol = strings.ToLower(pm.Protocol)
+		if pm.Protocol == "" {
+			pm.Protocol = "tcp"
+		}
+		switch {
+		case pm.Protocol != "tcp" && pm.Protocol != "udp" && pm.Protocol != "sctp":
+			return nil, fmt.Errorf("port mapping %d: unknown protocol %q", pm.HostPort, pm.Protocol)
+		case pm.HostPort < 0 || pm.HostPort > 65535 || pm.ContainerPort <= 0 || pm.ContainerPort > 65535:
+			return nil, fmt.Errorf("port mapping %d→%d: port out of range", pm.HostPort, pm.ContainerPort)
+		}
+		out = append(out, pm)
+	}
+	return out, nil
+}
+
+// resultIPs returns the addresses of a CNI result, IPv4 first.
+func resultIPs(res types.Result) ([]string, error) {
+	cur, err := current.NewResultFromResult(res)
+	if err != nil {
+		return nil, fmt.Errorf("read result: %w", err)
+	}
+	var v4, v6 []string
+	for _, ipc := range cur.IPs {
+		if ipc.Address.IP.To4() != nil {
+			v4 = append(v4, ipc.Address.IP.String())
+		} else {
+			v6 = append(v6, ipc.Address.IP.String())
+		}
+	}
+	return append(v4, v6...), nil
+}
