@@ -13,10 +13,14 @@ import (
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 	"github.com/crisp-cri/crisp/runtimes/storage"
+	"github.com/crisp-cri/crisp/runtimes/trust"
 )
 
 // ErrInvalid marks a request that fails validation (InvalidArgument).
 var ErrInvalid = errors.New("invalid argument")
+
+// ErrUnimplemented marks what crisp does not do yet (Unimplemented).
+var ErrUnimplemented = errors.New("not implemented yet")
 
 // ErrPrecondition marks a request that the object's state refuses
 // (FailedPrecondition).
@@ -42,6 +46,12 @@ func codeOf(err error) codes.Code {
 		return codes.InvalidArgument
 	case errors.Is(err, ErrPrecondition), errors.Is(err, db.ErrWrongState), errors.Is(err, db.ErrInUse):
 		return codes.FailedPrecondition
+	case errors.Is(err, trust.ErrUnknownHandler), errors.Is(err, trust.ErrConflict):
+		return codes.InvalidArgument
+	case errors.Is(err, trust.ErrNoUntrustedHandler):
+		return codes.FailedPrecondition
+	case errors.Is(err, ErrUnimplemented):
+		return codes.Unimplemented
 	case errors.Is(err, context.DeadlineExceeded):
 		return codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):

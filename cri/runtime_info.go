@@ -20,16 +20,22 @@ func (s *Server) Version(ctx context.Context, req *runtimeapi.VersionRequest) (*
 	}, nil
 }
 
-// Status tells the truth about readiness: crisp cannot run containers or
-// pod networks until it has an OCI runtime and CNI wired in, so both
-// conditions are false with a reason, and kubelet will not schedule pods.
+// Status tells the truth about readiness. crisp cannot run containers until
+// its OCI runtimes are wired in, so RuntimeReady is false with a reason (and
+// kubelet schedules nothing); NetworkReady says whether the CNI plugins of
+// the pod network are installed.
 func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
+	netCond := &runtimeapi.RuntimeCondition{Type: runtimeapi.NetworkReady, Status: true}
+	if s.net == nil {
+		netCond.Status, netCond.Reason, netCond.Message = false, "NoNetwork", "no CNI network configured"
+	} else if err := s.net.Status(); err != nil {
+		netCond.Status, netCond.Reason, netCond.Message = false, "NetworkPluginNotReady", err.Error()
+	}
 	resp := &runtimeapi.StatusResponse{
 		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{
 			{Type: runtimeapi.RuntimeReady, Status: false, Reason: "NoRuntime",
 				Message: "crisp does not run containers yet: no OCI runtime is wired in"},
-			{Type: runtimeapi.NetworkReady, Status: false, Reason: "NoNetwork",
-				Message: "crisp does not set up pod networks yet: no CNI is wired in"},
+			netCond,
 		}},
 		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: false},
 	}

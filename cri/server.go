@@ -7,12 +7,13 @@ package cri
 
 import (
 	"log/slog"
-	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/runtimes/network"
 	"github.com/crisp-cri/crisp/runtimes/storage"
+	"github.com/crisp-cri/crisp/runtimes/trust"
 )
 
 // Version is crisp's version, set at build time with -ldflags -X.
@@ -24,9 +25,21 @@ const RuntimeName = "crisp"
 // Handler describes one configured runtime handler.
 type Handler struct {
 	Name  string
+	Type  string // runc or runsc
 	Class string // trusted or untrusted
 	Path  string
 	Root  string
+}
+
+// Deps are the parts of the node the CRI server drives.
+type Deps struct {
+	Store    *db.Store
+	Images   *storage.Store
+	Network  *network.Manager
+	Handlers []Handler
+	Trust    trust.Config
+	PodRoot  string // <run_dir>/pods: per-pod dirs
+	Log      *slog.Logger
 }
 
 // Server implements the CRI services. Calls whose capability has not been
@@ -38,13 +51,16 @@ type Server struct {
 
 	store    *db.Store
 	images   *storage.Store
+	net      *network.Manager
 	handlers []Handler
+	trust    trust.Config
+	podRoot  string
 	log      *slog.Logger
-	started  time.Time
+	locks    keyedLocks
 }
 
-// NewServer returns the CRI server over the node-state store and the image
-// store.
-func NewServer(store *db.Store, images *storage.Store, handlers []Handler, log *slog.Logger) *Server {
-	return &Server{store: store, images: images, handlers: handlers, log: log, started: time.Now()}
+// NewServer returns the CRI server over d.
+func NewServer(d Deps) *Server {
+	return &Server{store: d.Store, images: d.Images, net: d.Network, handlers: d.Handlers, trust: d.Trust,
+		podRoot: d.PodRoot, log: d.Log}
 }

@@ -37,7 +37,7 @@ func serve(t *testing.T) (runtimeapi.RuntimeServiceClient, adminpb.AdminClient, 
 	t.Cleanup(func() { store.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(UnaryInterceptor(log)))
-	crisvc := NewServer(store, nil, []Handler{{Name: "runc", Class: "trusted"}}, log)
+	crisvc := NewServer(Deps{Store: store, Handlers: []Handler{{Name: "runc", Type: "runc", Class: "trusted"}}, Log: log})
 	runtimeapi.RegisterRuntimeServiceServer(srv, crisvc)
 	rec := &fakeReconciler{}
 	adminpb.RegisterAdminServer(srv, NewAdminServer(rec, store, nil, &adminpb.InfoResponse{Version: "test"}))
@@ -67,7 +67,7 @@ func TestServerOverUnixSocket(t *testing.T) {
 	if err != nil || len(st.RuntimeHandlers) != 1 || st.Info["config"] == "" {
 		t.Errorf("Status(verbose) = %v, %v; want one handler and config info", st, err)
 	}
-	if _, err := rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{}); status.Code(err) != codes.Unimplemented {
+	if _, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{}); status.Code(err) != codes.Unimplemented {
 		t.Errorf("ListContainers() = %v, want Unimplemented until the runtime issue", err)
 	}
 	resp, err := admin.ReconcileNow(ctx, &adminpb.ReconcileNowRequest{DryRun: true})

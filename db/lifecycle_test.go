@@ -174,6 +174,23 @@ func TestEveryQueryRuns(t *testing.T) {
 		{"ReleaseName", func() error { return s.ReleaseName(ctx, KindPod, "n", "owner") }},
 		{"InsertSandbox", func() error { sb = mustReadySandbox(t, s, "web"); return nil }},
 		{"UpdateSandboxState", func() error { return ok(nil) }}, // mustReadySandbox
+		{"MarkSandboxReady", func() error {
+			sb, _, err := s.CreateSandbox(ctx, testSandbox("net"))
+			if err != nil {
+				return err
+			}
+			if err := s.MarkSandboxReady(ctx, sb.ID, Ready{NetNSPath: "/run/x", IPs: []string{"10.0.0.2"}}); err != nil {
+				return err
+			}
+			got, err := s.Sandbox(ctx, sb.ID)
+			if err == nil && (got.State != SandboxReady || got.IPs[0] != "10.0.0.2" || got.NetNSPath != "/run/x") {
+				err = fmt.Errorf("after MarkSandboxReady: %+v", got)
+			}
+			if err == nil && !errors.Is(s.MarkSandboxReady(ctx, sb.ID, Ready{}), ErrWrongState) {
+				err = errors.New("MarkSandboxReady twice did not fail with ErrWrongState")
+			}
+			return err
+		}},
 		{"GetSandbox", func() error { _, err := s.Sandbox(ctx, sb.ID); return err }},
 		{"ResolveSandboxID", func() error { _, err := s.ResolveSandboxID(ctx, sb.ID[:5]); return err }},
 		{"ListSandboxes", func() error { _, err := s.ListSandboxes(ctx, SandboxFilter{}); return err }},

@@ -193,6 +193,37 @@ func (s *Store) SetSandboxState(ctx context.Context, id string, to SandboxState,
 	})
 }
 
+// Ready describes what RunPodSandbox set up for a sandbox.
+type Ready struct {
+	NetNSPath string
+	IPs       []string
+	InfraID   string
+}
+
+// MarkSandboxReady records a sandbox's side effects and moves it from
+// creating to ready. A missing sandbox is ErrNotFound; one in another
+// state is ErrWrongState.
+func (s *Store) MarkSandboxReady(ctx context.Context, id string, r Ready) error {
+	arg := struct {
+		ID        string     `db:"id"`
+		NetNSPath string     `db:"netns_path"`
+		IPs       StringList `db:"ips"`
+		InfraID   string     `db:"infra_id"`
+		UpdatedAt int64      `db:"updated_at"`
+	}{id, r.NetNSPath, StringList(r.IPs), r.InfraID, s.nanos()}
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		err := execOne(ctx, tx, s.q.MarkSandboxReady, arg)
+		if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		var cur Sandbox
+		if err := tx.GetContext(ctx, &cur, s.q.GetSandbox, id); err != nil {
+			return fmt.Errorf("sandbox %q: %w", id, translate(err))
+		}
+		return fmt.Errorf("sandbox %s is %s, not creating: %w", id, cur.State, ErrWrongState)
+	})
+}
+
 // DeleteSandbox deletes the sandbox row and releases its name. It returns
 // ErrInUse while containers still belong to the sandbox and ErrNotFound if
 // there is no such row (callers treat that as done).

@@ -28,6 +28,7 @@ type statements struct {
 	ListSandboxes         string
 	ListSandboxesByLabels string
 	UpdateSandboxState    string
+	MarkSandboxReady      string
 	DeleteSandbox         string
 
 	InsertContainer          string

@@ -44,3 +44,9 @@ WHERE id = :id AND state IN (SELECT value FROM json_each(:from_states));
 
 -- name: DeleteSandbox :exec
 DELETE FROM sandboxes WHERE id = ?;
+
+-- name: MarkSandboxReady :exec
+-- The last step of RunPodSandbox: side effects are in place, record them.
+UPDATE sandboxes
+SET state = 'ready', netns_path = :netns_path, ips = :ips, infra_id = :infra_id, updated_at = :updated_at
+WHERE id = :id AND state = 'creating';

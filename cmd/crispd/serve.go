@@ -25,7 +25,9 @@ import (
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/reconciler"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
+	"github.com/crisp-cri/crisp/runtimes/network"
 	"github.com/crisp-cri/crisp/runtimes/storage"
+	"github.com/crisp-cri/crisp/runtimes/trust"
 )
 
 // shutdownTimeout bounds how long in-flight RPCs may finish after SIGTERM.
@@ -99,15 +101,24 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 		log.Info("startup reconcile done", slog.Int("actions", len(rep.Outcomes)), slog.Duration(logkey.Took, rep.Duration))
 	}
 
+	netMgr, err := openNetwork(cfg, log)
+	if err != nil {
+		return err
+	}
 	var handlers []cri.Handler
 	var infoHandlers []*adminpb.RuntimeHandler
+	trustCfg := trust.Config{Handlers: map[string]trust.Class{}, TrustedHandler: cfg.Trust.DefaultRuntime,
+		UntrustedHandler: cfg.Trust.UntrustedRuntime, DefaultTrust: trust.Class(cfg.Trust.DefaultWorkloadTrust),
+		FallbackTrusted: cfg.Trust.UntrustedFallback == "trusted"}
 	for _, name := range cfg.HandlerNames() {
 		h := cfg.Runtimes[name]
-		handlers = append(handlers, cri.Handler{Name: name, Class: h.Class, Path: h.Path, Root: h.Root})
+		handlers = append(handlers, cri.Handler{Name: name, Type: h.Type, Class: h.Class, Path: h.Path, Root: h.Root})
 		infoHandlers = append(infoHandlers, &adminpb.RuntimeHandler{Name: name, Class: h.Class, Path: h.Path, Root: h.Root})
+		trustCfg.Handlers[name] = trust.Class(h.Class)
 	}
 	criServer := grpc.NewServer(grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log.With(slog.String("service", "cri")))))
-	crisvc := cri.NewServer(store, images, handlers, log)
+	crisvc := cri.NewServer(cri.Deps{Store: store, Images: images, Network: netMgr, Handlers: handlers,
+		Trust: trustCfg, PodRoot: filepath.Join(cfg.RunDir, "pods"), Log: log})
 	runtimeapi.RegisterRuntimeServiceServer(criServer, crisvc)
 	runtimeapi.RegisterImageServiceServer(criServer, crisvc)
 
@@ -155,6 +166,29 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 	os.Remove(cfg.Socket)
 	os.Remove(cfg.AdminSocket)
 	return serveErr
+}
+
+// openNetwork sets up CNI with the configured conflist, or crisp's own.
+func openNetwork(cfg config.Config, log *slog.Logger) (*network.Manager, error) {
+	nc := network.Config{
+		PluginDirs: cfg.Network.PluginDirs,
+		IPAMDir:    filepath.Join(cfg.StateDir, "cni", "ipam"),
+		CacheDir:   filepath.Join(cfg.StateDir, "cni", "cache"),
+		NetNSDir:   filepath.Join(cfg.RunDir, "netns"),
+	}
+	if cfg.Network.ConfList != "" {
+		b, err := os.ReadFile(cfg.Network.ConfList)
+		if err != nil {
+			return nil, fmt.Errorf("network conflist: %w", err)
+		}
+		nc.ConfList = b
+	}
+	for _, d := range []string{nc.IPAMDir, nc.CacheDir, nc.NetNSDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	return network.New(nc, log)
 }
 
 // gracefulStop lets in-flight RPCs finish, up to shutdownTimeout.

@@ -115,6 +115,8 @@ func Start(t testing.TB, opts ...Option) *Daemon {
 	for _, o := range opts {
 		o(d, &cfg)
 	}
+	// Never the default conflist: tests use a network that reaches nowhere.
+	fmt.Fprintf(&cfg, "\n[network]\nconflist = %q\n", testConfList(t, dir))
 	if err := os.WriteFile(d.Config, []byte(cfg.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}

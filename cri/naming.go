@@ -1,0 +1,62 @@
+package cri
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"regexp"
+
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// sandboxName is a pod's unique name, as kubelet expects runtimes to build
+// it: one per pod uid and attempt.
+func sandboxName(m *runtimeapi.PodSandboxMetadata) string {
+	return fmt.Sprintf("k8s_POD_%s_%s_%s_%d", m.Name, m.Namespace, m.Uid, m.Attempt)
+}
+
+// containerName is a container's unique name within its pod's identity.
+func containerName(m *runtimeapi.ContainerMetadata, pod *runtimeapi.PodSandboxMetadata) string {
+	return fmt.Sprintf("k8s_%s_%s_%s_%s_%d", m.Name, pod.Name, pod.Namespace, pod.Uid, m.Attempt)
+}
+
+// configHash identifies a create request, so that kubelet's retry of a
+// timed-out call is told from a different request under the same name.
+// Deterministic marshalling makes equal configs hash equal.
+func configHash(m proto.Message, extra ...string) (blob []byte, hash string, err error) {
+	blob, err = proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return nil, "", err
+	}
+	h := sha256.New()
+	h.Write(blob)
+	for _, e := range extra {
+		h.Write([]byte{0})
+		h.Write([]byte(e))
+	}
+	return blob, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// dnsLabel is what Kubernetes accepts in names that end up in paths and
+// hostnames: no slashes, no NUL, no "..".
+var safeName = regexp.MustCompile(`^[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$`)
+
+func checkName(field, v string) error {
+	if v == "" {
+		return fmt.Errorf("%s is empty: %w", field, ErrInvalid)
+	}
+	if len(v) > 253 || !safeName.MatchString(v) {
+		return fmt.Errorf("%s %q is not a valid name (letters, digits, '-', '_', '.'; at most 253): %w", field, v, ErrInvalid)
+	}
+	return nil
+}
+
+// checkAbs requires an absolute, clean path (log directories, mounts).
+func checkAbs(field, p string) error {
+	if !filepath.IsAbs(p) || filepath.Clean(p) != p {
+		return fmt.Errorf("%s %q must be an absolute, clean path: %w", field, p, ErrInvalid)
+	}
+	return nil
+}

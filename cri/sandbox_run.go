@@ -1,0 +1,186 @@
+package cri
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/runtimes/logkey"
+	"github.com/crisp-cri/crisp/runtimes/network"
+	"github.com/crisp-cri/crisp/runtimes/pod"
+	"github.com/crisp-cri/crisp/runtimes/trust"
+)
+
+// cleanupTimeout bounds undo work done after a request failed or was
+// cancelled, on a context of its own.
+const cleanupTimeout = time.Minute
+
+// RunPodSandbox creates a pod: the row first (state creating, name
+// reserved), then the pod dir and namespaces, the network, and last the
+// row's ready state. A failure undoes the steps done, in reverse. kubelet's
+// retry of a call that timed out gets the first call's sandbox.
+func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {
+	cfg := req.GetConfig()
+	if err := validateSandbox(cfg); err != nil {
+		return nil, err
+	}
+	m := cfg.Metadata
+	decision, err := trust.Decide(podTrustView(cfg), req.GetRuntimeHandler(), s.trust)
+	if err != nil {
+		return nil, fmt.Errorf("run pod sandbox %s/%s: %w", m.Namespace, m.Name, err)
+	}
+	if needsInfra(cfg, s.handlerType(decision.Handler)) {
+		return nil, fmt.Errorf("run pod sandbox %s/%s: pods that need an infra process (shared PID namespace, gVisor) are not supported yet: %w",
+			m.Namespace, m.Name, ErrUnimplemented)
+	}
+	blob, hash, err := configHash(cfg, decision.Handler)
+	if err != nil {
+		return nil, err
+	}
+	row := db.Sandbox{
+		ID: db.NewID(), Name: sandboxName(m), KubeName: m.Name, KubeNamespace: m.Namespace, KubeUID: m.Uid,
+		Attempt: m.Attempt, Handler: decision.Handler, Trust: string(decision.Class), TrustReason: string(decision.Reason),
+		Privileged: cfg.GetLinux().GetSecurityContext().GetPrivileged(), LogDir: cfg.LogDirectory,
+		Labels: cfg.Labels, Annotations: cfg.Annotations, Config: blob, ConfigHash: hash,
+	}
+	got, created, err := s.store.CreateSandbox(ctx, row)
+	if err != nil {
+		return nil, fmt.Errorf("run pod sandbox %s/%s: %w", m.Namespace, m.Name, err)
+	}
+	if !created {
+		return s.joinSandbox(ctx, got.ID)
+	}
+	log := s.log.With(slog.String(logkey.Pod, row.ID), slog.String("name", row.Name), slog.String(logkey.Runtime, row.Handler))
+	if err := s.setUpSandbox(ctx, row, cfg, log); err != nil {
+		return nil, fmt.Errorf("run pod sandbox %s/%s: %w", m.Namespace, m.Name, err)
+	}
+	log.Info("pod sandbox ready", slog.String(logkey.Reason, row.TrustReason))
+	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: row.ID}, nil
+}
+
+// joinSandbox answers a retry: it waits for the first call's sandbox to
+// leave creating and returns it if it became ready.
+func (s *Server) joinSandbox(ctx context.Context, id string) (*runtimeapi.RunPodSandboxResponse, error) {
+	sb, err := s.store.WaitSandbox(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("run pod sandbox: waiting for the same request in flight (%s): %w", id, err)
+	}
+	if sb.State != db.SandboxReady {
+		return nil, fmt.Errorf("run pod sandbox: the same request created %s, which is now %s: %w", id, sb.State, ErrPrecondition)
+	}
+	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
+}
+
+// setUpSandbox does RunPodSandbox's side effects for the row in state
+// creating. On failure it undoes them on a fresh context and deletes the
+// row; if that cleanup fails, the row stays for the reconciler.
+func (s *Server) setUpSandbox(ctx context.Context, row db.Sandbox, cfg *runtimeapi.PodSandboxConfig, log *slog.Logger) (retErr error) {
+	var undo []func(context.Context) error
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		var errs []error
+		for i := len(undo) - 1; i >= 0; i-- {
+			if err := undo[i](cctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(errs) == 0 {
+			errs = append(errs, s.store.DeleteSandbox(cctx, row.ID))
+		}
+		if err := errors.Join(errs...); err != nil {
+			log.Error("undo of a failed RunPodSandbox incomplete; the reconciler will finish it", slog.Any(logkey.Err, err))
+		}
+	}()
+
+	ns := nsOptions(cfg)
+	hostNet := ns.Network == runtimeapi.NamespaceMode_NODE
+	p, err := pod.Create(s.podRoot, pod.Options{
+		ID: row.ID, Hostname: cfg.Hostname, DNS: dnsOf(cfg), HostIPC: ns.Ipc == runtimeapi.NamespaceMode_NODE, HostUTS: hostNet,
+	})
+	if err != nil {
+		return fmt.Errorf("prepare pod dir: %w", err)
+	}
+	undo = append(undo, func(context.Context) error { return pod.Remove(s.podRoot, row.ID) })
+
+	ready := db.Ready{}
+	if !hostNet {
+		if ready.NetNSPath, err = s.net.NewNetNS(row.ID); err != nil {
+			return fmt.Errorf("create network namespace: %w", err)
+		}
+		undo = append(undo, func(context.Context) error { return s.net.RemoveNetNS(ready.NetNSPath) })
+		att := attachment(row, ready.NetNSPath, cfg)
+		if ready.IPs, err = s.net.Setup(ctx, att); err != nil {
+			return fmt.Errorf("set up pod network: %w", err)
+		}
+		undo = append(undo, func(ctx context.Context) error { return s.net.Teardown(ctx, att) })
+	}
+	_ = p
+	if err := s.store.MarkSandboxReady(ctx, row.ID, ready); err != nil {
+		return fmt.Errorf("record sandbox ready: %w", err)
+	}
+	return nil
+}
+
+// attachment is the CNI view of a sandbox.
+func attachment(row db.Sandbox, netns string, cfg *runtimeapi.PodSandboxConfig) network.Attachment {
+	a := network.Attachment{PodID: row.ID, Name: row.KubeName, Namespace: row.KubeNamespace, UID: row.KubeUID, NetNS: netns}
+	for _, pm := range cfg.GetPortMappings() {
+		proto := "tcp"
+		switch pm.Protocol {
+		case runtimeapi.Protocol_UDP:
+			proto = "udp"
+		case runtimeapi.Protocol_SCTP:
+			proto = "sctp"
+		}
+		if pm.HostPort == 0 {
+			continue // not published on the host
+		}
+		a.PortMappings = append(a.PortMappings, network.PortMapping{HostPort: pm.HostPort, ContainerPort: pm.ContainerPort, Protocol: proto, HostIP: pm.HostIp})
+	}
+	return a
+}
+
+func dnsOf(cfg *runtimeapi.PodSandboxConfig) *pod.DNS {
+	d := cfg.GetDnsConfig()
+	if d == nil {
+		return nil
+	}
+	return &pod.DNS{Servers: d.Servers, Searches: d.Searches, Options: d.Options}
+}
+
+// podTrustView is what the trust policy looks at in a pod config.
+func podTrustView(cfg *runtimeapi.PodSandboxConfig) trust.Pod {
+	ns := nsOptions(cfg)
+	return trust.Pod{
+		Privileged:  cfg.GetLinux().GetSecurityContext().GetPrivileged(),
+		HostNetwork: ns.Network == runtimeapi.NamespaceMode_NODE,
+		HostPID:     ns.Pid == runtimeapi.NamespaceMode_NODE,
+		HostIPC:     ns.Ipc == runtimeapi.NamespaceMode_NODE,
+		Annotations: cfg.Annotations,
+	}
+}
+
+// needsInfra tells the pods that need an infra process: a shared PID
+// namespace needs a PID 1, and a gVisor pod's sandbox is its infra.
+func needsInfra(cfg *runtimeapi.PodSandboxConfig, handlerType string) bool {
+	return nsOptions(cfg).Pid == runtimeapi.NamespaceMode_POD || handlerType == "runsc"
+}
+
+// handlerType is the type (runc, runsc) of a configured handler.
+func (s *Server) handlerType(name string) string {
+	for _, h := range s.handlers {
+		if h.Name == name {
+			return h.Type
+		}
+	}
+	return ""
+}

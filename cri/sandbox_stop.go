@@ -1,0 +1,98 @@
+package cri
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/runtimes/logkey"
+	"github.com/crisp-cri/crisp/runtimes/pod"
+)
+
+// StopPodSandbox stops a pod: its containers, then its network. The pod
+// stays listed, not ready, until RemovePodSandbox. Stopping a stopped or
+// unknown pod succeeds, as the CRI asks.
+func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
+	sb, err := s.sandboxFor(ctx, req.GetPodSandboxId())
+	if errors.Is(err, db.ErrNotFound) {
+		return &runtimeapi.StopPodSandboxResponse{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	unlock := s.locks.lock(sb.ID)
+	defer unlock()
+	if err := s.stopSandbox(ctx, sb); err != nil {
+		return nil, fmt.Errorf("stop pod sandbox %s: %w", sb.ID, err)
+	}
+	return &runtimeapi.StopPodSandboxResponse{}, nil
+}
+
+// stopSandbox tears the pod's network down and marks it not ready; every
+// step is idempotent, so a retry after a partial failure finishes the job.
+func (s *Server) stopSandbox(ctx context.Context, sb db.Sandbox) error {
+	if sb.NetNSPath != "" {
+		cfg, err := sandboxConfig(sb)
+		if err != nil {
+			return err
+		}
+		if err := s.net.Teardown(ctx, attachment(sb, sb.NetNSPath, cfg)); err != nil {
+			return fmt.Errorf("tear down pod network: %w", err)
+		}
+		if err := s.net.RemoveNetNS(sb.NetNSPath); err != nil {
+			return fmt.Errorf("remove network namespace: %w", err)
+		}
+	}
+	err := s.store.SetSandboxState(ctx, sb.ID, db.SandboxNotReady, db.SandboxReady)
+	if err != nil && !errors.Is(err, db.ErrWrongState) {
+		return err
+	}
+	if sb.State == db.SandboxReady {
+		s.log.Info("pod sandbox stopped", slog.String(logkey.Pod, sb.ID))
+	}
+	return nil
+}
+
+// RemovePodSandbox removes a pod and everything of it; the row goes last.
+// Removing an unknown pod succeeds.
+func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
+	sb, err := s.sandboxFor(ctx, req.GetPodSandboxId())
+	if errors.Is(err, db.ErrNotFound) {
+		return &runtimeapi.RemovePodSandboxResponse{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	unlock := s.locks.lock(sb.ID)
+	defer unlock()
+	if err := s.stopSandbox(ctx, sb); err != nil {
+		return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)
+	}
+	if err := s.store.SetSandboxState(ctx, sb.ID, db.SandboxRemoving, db.SandboxNotReady, db.SandboxRemoving); err != nil {
+		return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)
+	}
+	if err := pod.Remove(s.podRoot, sb.ID); err != nil {
+		return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)
+	}
+	if err := s.store.DeleteSandbox(ctx, sb.ID); err != nil && !errors.Is(err, db.ErrNotFound) {
+		return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)
+	}
+	s.log.Info("pod sandbox removed", slog.String(logkey.Pod, sb.ID))
+	return &runtimeapi.RemovePodSandboxResponse{}, nil
+}
+
+// sandboxFor resolves a (possibly truncated) sandbox id to its row.
+func (s *Server) sandboxFor(ctx context.Context, id string) (db.Sandbox, error) {
+	if id == "" {
+		return db.Sandbox{}, fmt.Errorf("pod sandbox id is empty: %w", ErrInvalid)
+	}
+	full, err := s.store.ResolveSandboxID(ctx, id)
+	if err != nil {
+		return db.Sandbox{}, err
+	}
+	return s.store.Sandbox(ctx, full)
+}
