@@ -76,13 +76,11 @@ finish-or-rollback, orphan, release. With --dry-run nothing is changed and the
 actions a pass would take are printed. Every pass is recorded in reconcile_runs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			client, closeConn, err := g.dialAdmin(cmd)
+			ctx, client, done, err := g.admin(cmd)
 			if err != nil {
 				return err
 			}
-			defer closeConn()
-			ctx, cancel := g.context(cmd)
-			defer cancel()
+			defer done()
 			resp, err := client.ReconcileNow(ctx, &adminpb.ReconcileNowRequest{DryRun: dryRun})
 			if err != nil {
 				return fmt.Errorf("reconcile: %w", err)
@@ -149,13 +147,11 @@ func newInfoCommand(g *globals) *cobra.Command {
 		Short: "Show crispd's versions, paths and runtime handlers",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			client, closeConn, err := g.dialAdmin(cmd)
+			ctx, client, done, err := g.admin(cmd)
 			if err != nil {
 				return err
 			}
-			defer closeConn()
-			ctx, cancel := g.context(cmd)
-			defer cancel()
+			defer done()
 			info, err := client.Info(ctx, &adminpb.InfoRequest{})
 			if err != nil {
 				return fmt.Errorf("info: %w", err)

@@ -26,13 +26,11 @@ and is needed when the archive names none. crispd must be running.`,
   crispctl image load --tag registry.example/app:1.0 ./app-layout/`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			client, closeConn, err := g.dialAdmin(cmd)
+			ctx, client, done, err := g.admin(cmd)
 			if err != nil {
 				return err
 			}
-			defer closeConn()
-			ctx, cancel := g.context(cmd)
-			defer cancel()
+			defer done()
 			resp, err := client.LoadImage(ctx, &adminpb.LoadImageRequest{Path: absPath(args[0]), Tag: tag})
 			if err != nil {
 				return fmt.Errorf("load %s: %w", args[0], err)
@@ -49,13 +47,11 @@ and is needed when the archive names none. crispd must be running.`,
 		Short: "List the images in the store",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			client, closeConn, err := g.dialAdmin(cmd)
+			ctx, client, done, err := g.admin(cmd)
 			if err != nil {
 				return err
 			}
-			defer closeConn()
-			ctx, cancel := g.context(cmd)
-			defer cancel()
+			defer done()
 			resp, err := client.ListImages(ctx, &adminpb.ListImagesRequest{})
 			if err != nil {
 				return fmt.Errorf("list images: %w", err)

@@ -81,6 +81,17 @@ func (g *globals) load(cmd *cobra.Command) (config.Config, error) {
 	return cfg, cfg.Resolve()
 }
 
+// admin connects to crispd's admin socket and returns a context bounded by
+// --timeout; done releases both.
+func (g *globals) admin(cmd *cobra.Command) (context.Context, adminpb.AdminClient, func(), error) {
+	client, closeConn, err := g.dialAdmin(cmd)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)
+	return ctx, client, func() { cancel(); closeConn() }, nil
+}
+
 // dialAdmin connects to crispd's admin socket.
 func (g *globals) dialAdmin(cmd *cobra.Command) (adminpb.AdminClient, func(), error) {
 	cfg, err := g.load(cmd)
