@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -298,5 +299,43 @@ func TestUsage(t *testing.T) {
 	// The busybox binary alone is about 2 MB unpacked.
 	if after.Bytes < before.Bytes+1<<20 || after.Inodes <= before.Inodes || after.Mountpoint != s.GraphRoot() {
 		t.Errorf("Usage before %+v after %+v: want >1 MiB and more inodes after the pull", before, after)
+	}
+}
+
+func TestContainerRecords(t *testing.T) {
+	reg := registry.Start(t)
+	reg.Push(t, "crisp-test/busybox:1.0", busybox(t))
+	s := openStore(t, Config{})
+	img, err := s.Pull(context.Background(), reg.Ref("crisp-test/busybox:1.0"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "c0ffee" + img.ID[6:]
+	rfs, err := s.CreateContainer(id, img.ID, Metadata{Kind: "container", SandboxID: "pod1", Name: "k8s_app_pod1", Attempt: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(rfs.Mount, "bin", "busybox")); err != nil {
+		t.Errorf("rootfs %s lacks bin/busybox: %v", rfs.Mount, err)
+	}
+	// Someone else's record in the same store is not crisp's.
+	if _, err := s.store.CreateContainer("", nil, img.ID, "", `{"owner":"podman"}`, nil); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := s.Records()
+	if err != nil || len(recs) != 1 || recs[0].ID != id || recs[0].Meta.SandboxID != "pod1" || recs[0].Meta.Attempt != 2 {
+		t.Errorf("Records() = %+v, %v; want only crisp's record with its metadata", recs, err)
+	}
+	if err := s.Remove(context.Background(), img.ID); !errors.Is(err, ErrImageInUse) {
+		t.Errorf("Remove(image of a container) = %v, want ErrImageInUse", err)
+	}
+	if err := s.RemoveContainer(id); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveContainer(id); err != nil {
+		t.Errorf("RemoveContainer twice = %v, want nil", err)
+	}
+	if _, err := s.ContainerRootfs(id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ContainerRootfs(removed) = %v, want ErrNotFound", err)
 	}
 }
