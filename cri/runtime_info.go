@@ -3,6 +3,7 @@ package cri
 import (
 	"context"
 	"encoding/json"
+	"os"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -20,10 +21,9 @@ func (s *Server) Version(ctx context.Context, req *runtimeapi.VersionRequest) (*
 	}, nil
 }
 
-// Status tells the truth about readiness. crisp cannot run containers until
-// its OCI runtimes are wired in, so RuntimeReady is false with a reason (and
-// kubelet schedules nothing); NetworkReady says whether the CNI plugins of
-// the pod network are installed.
+// Status tells the truth about readiness: RuntimeReady says whether the
+// default runtime handler is there to run pods, NetworkReady whether the
+// CNI plugins of the pod network are installed.
 func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
 	netCond := &runtimeapi.RuntimeCondition{Type: runtimeapi.NetworkReady, Status: true}
 	if s.net == nil {
@@ -31,12 +31,14 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 	} else if err := s.net.Status(); err != nil {
 		netCond.Status, netCond.Reason, netCond.Message = false, "NetworkPluginNotReady", err.Error()
 	}
+	rtCond := &runtimeapi.RuntimeCondition{Type: runtimeapi.RuntimeReady, Status: true}
+	if rt, ok := s.runtimes[s.trust.TrustedHandler]; !ok {
+		rtCond.Status, rtCond.Reason, rtCond.Message = false, "NoRuntime", "the default runtime handler is not configured"
+	} else if _, err := os.Stat(rt.Handler().Path); err != nil {
+		rtCond.Status, rtCond.Reason, rtCond.Message = false, "RuntimeMissing", err.Error()
+	}
 	resp := &runtimeapi.StatusResponse{
-		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{
-			{Type: runtimeapi.RuntimeReady, Status: false, Reason: "NoRuntime",
-				Message: "crisp does not run containers yet: no OCI runtime is wired in"},
-			netCond,
-		}},
+		Status:   &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{rtCond, netCond}},
 		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: false},
 	}
 	for _, h := range s.handlers {

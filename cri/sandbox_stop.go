@@ -35,6 +35,21 @@ func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSand
 // stopSandbox tears the pod's network down and marks it not ready; every
 // step is idempotent, so a retry after a partial failure finishes the job.
 func (s *Server) stopSandbox(ctx context.Context, sb db.Sandbox) error {
+	cs, err := s.store.ListContainers(ctx, db.ContainerFilter{SandboxID: sb.ID})
+	if err != nil {
+		return err
+	}
+	if len(cs) > 0 {
+		rt, err := s.runtimeFor(sb.Handler)
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			if err := s.stopContainer(ctx, c, rt, 0); err != nil {
+				return fmt.Errorf("stop container %s: %w", c.ID, err)
+			}
+		}
+	}
 	if sb.NetNSPath != "" {
 		cfg, err := sandboxConfig(sb)
 		if err != nil {
@@ -47,7 +62,7 @@ func (s *Server) stopSandbox(ctx context.Context, sb db.Sandbox) error {
 			return fmt.Errorf("remove network namespace: %w", err)
 		}
 	}
-	err := s.store.SetSandboxState(ctx, sb.ID, db.SandboxNotReady, db.SandboxReady)
+	err = s.store.SetSandboxState(ctx, sb.ID, db.SandboxNotReady, db.SandboxReady)
 	if err != nil && !errors.Is(err, db.ErrWrongState) {
 		return err
 	}
@@ -74,6 +89,19 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 	}
 	if err := s.store.SetSandboxState(ctx, sb.ID, db.SandboxRemoving, db.SandboxNotReady, db.SandboxRemoving); err != nil {
 		return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)
+	}
+	cs, err := s.store.ListContainers(ctx, db.ContainerFilter{SandboxID: sb.ID})
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cs {
+		rt, err := s.runtimeFor(sb.Handler)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.removeContainer(ctx, c, rt); err != nil {
+			return nil, fmt.Errorf("remove pod sandbox %s: container %s: %w", sb.ID, c.ID, err)
+		}
 	}
 	if err := pod.Remove(s.podRoot, sb.ID); err != nil {
 		return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)

@@ -8,10 +8,12 @@ package cri
 import (
 	"log/slog"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/runtimes/network"
+	"github.com/crisp-cri/crisp/runtimes/oci"
 	"github.com/crisp-cri/crisp/runtimes/storage"
 	"github.com/crisp-cri/crisp/runtimes/trust"
 )
@@ -40,6 +42,16 @@ type Deps struct {
 	Trust    trust.Config
 	PodRoot  string // <run_dir>/pods: per-pod dirs
 	Log      *slog.Logger
+
+	Runtimes  map[string]*oci.Runtime // by handler name
+	ExitDir   string                  // conmon writes <ExitDir>/<id> when a container exits
+	BundleDir string                  // <BundleDir>/<id>: a container's bundle and monitor files (short: sockets live there)
+	AttachDir string                  // conmon attach sockets
+	// ClampOOMScoreAdj: this node cannot lower oom_score_adj (no
+	// CAP_SYS_RESOURCE), so negative values are raised to 0.
+	ClampOOMScoreAdj bool
+	HostCaps         []string            // capabilities crispd holds: what privileged grants
+	HostDevices      []specs.LinuxDevice // given to privileged containers
 }
 
 // Server implements the CRI services. Calls whose capability has not been
@@ -57,10 +69,19 @@ type Server struct {
 	podRoot  string
 	log      *slog.Logger
 	locks    keyedLocks
+
+	runtimes    map[string]*oci.Runtime
+	exitDir     string
+	bundleDir   string
+	attachDir   string
+	clampOOM    bool
+	hostCaps    []string
+	hostDevices []specs.LinuxDevice
 }
 
 // NewServer returns the CRI server over d.
 func NewServer(d Deps) *Server {
 	return &Server{store: d.Store, images: d.Images, net: d.Network, handlers: d.Handlers, trust: d.Trust,
-		podRoot: d.PodRoot, log: d.Log}
+		podRoot: d.PodRoot, log: d.Log, runtimes: d.Runtimes, exitDir: d.ExitDir, bundleDir: d.BundleDir, attachDir: d.AttachDir,
+		clampOOM: d.ClampOOMScoreAdj, hostCaps: d.HostCaps, hostDevices: d.HostDevices}
 }

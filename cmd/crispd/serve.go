@@ -22,10 +22,12 @@ import (
 	"github.com/crisp-cri/crisp/cmd/internal/logging"
 	"github.com/crisp-cri/crisp/cri"
 	"github.com/crisp-cri/crisp/cri/adminpb"
+	"github.com/crisp-cri/crisp/cri/ocispec"
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/reconciler"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 	"github.com/crisp-cri/crisp/runtimes/network"
+	"github.com/crisp-cri/crisp/runtimes/oci"
 	"github.com/crisp-cri/crisp/runtimes/storage"
 	"github.com/crisp-cri/crisp/runtimes/trust"
 )
@@ -105,6 +107,7 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 	if err != nil {
 		return err
 	}
+	runtimes := map[string]*oci.Runtime{}
 	var handlers []cri.Handler
 	var infoHandlers []*adminpb.RuntimeHandler
 	trustCfg := trust.Config{Handlers: map[string]trust.Class{}, TrustedHandler: cfg.Trust.DefaultRuntime,
@@ -115,10 +118,21 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 		handlers = append(handlers, cri.Handler{Name: name, Type: h.Type, Class: h.Class, Path: h.Path, Root: h.Root})
 		infoHandlers = append(infoHandlers, &adminpb.RuntimeHandler{Name: name, Class: h.Class, Path: h.Path, Root: h.Root})
 		trustCfg.Handlers[name] = trust.Class(h.Class)
+		runtimes[name] = oci.New(oci.Handler{Name: name, Path: h.Path, Root: h.Root, Type: h.Type, ExtraArgs: h.ExtraArgs}, cfg.Conmon, log)
+	}
+	hostCaps, err := ocispec.CurrentCapabilities()
+	if err != nil {
+		return fmt.Errorf("read crispd's capabilities: %w", err)
+	}
+	hostDevices, err := ocispec.HostDevices()
+	if err != nil {
+		return fmt.Errorf("list host devices: %w", err)
 	}
 	criServer := grpc.NewServer(grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log.With(slog.String("service", "cri")))))
 	crisvc := cri.NewServer(cri.Deps{Store: store, Images: images, Network: netMgr, Handlers: handlers,
-		Trust: trustCfg, PodRoot: filepath.Join(cfg.RunDir, "pods"), Log: log})
+		Trust: trustCfg, PodRoot: filepath.Join(cfg.RunDir, "pods"), Log: log,
+		Runtimes: runtimes, ExitDir: filepath.Join(cfg.RunDir, "exits"), BundleDir: filepath.Join(cfg.RunDir, "c"), AttachDir: filepath.Join(cfg.RunDir, "attach"),
+		ClampOOMScoreAdj: !hasCap(hostCaps, "CAP_SYS_RESOURCE"), HostCaps: hostCaps, HostDevices: hostDevices})
 	runtimeapi.RegisterRuntimeServiceServer(criServer, crisvc)
 	runtimeapi.RegisterImageServiceServer(criServer, crisvc)
 
@@ -147,6 +161,11 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 	var wg sync.WaitGroup
 	loopCtx, stopLoop := context.WithCancel(context.Background())
 	wg.Go(func() { rec.Run(loopCtx) })
+	wg.Go(func() {
+		if err := crisvc.WatchExits(loopCtx); err != nil {
+			log.Error("watch container exits", slog.Any(logkey.Err, err))
+		}
+	})
 	errs := make(chan error, 2)
 	wg.Go(func() { errs <- criServer.Serve(criLis) })
 	wg.Go(func() { errs <- adminServer.Serve(adminLis) })
@@ -166,6 +185,17 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 	os.Remove(cfg.Socket)
 	os.Remove(cfg.AdminSocket)
 	return serveErr
+}
+
+// hasCap reports whether caps holds name: without CAP_SYS_RESOURCE a
+// negative oom_score_adj makes runc fail, so crisp clamps it.
+func hasCap(caps []string, name string) bool {
+	for _, c := range caps {
+		if c == name {
+			return true
+		}
+	}
+	return false
 }
 
 // openNetwork sets up CNI with the configured conflist, or crisp's own.

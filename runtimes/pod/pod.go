@@ -185,3 +185,19 @@ func unmount(path string) error {
 	}
 	return nil
 }
+
+// Lookup returns the paths of what Create made for pod id under root;
+// paths of things the pod does not have are empty.
+func Lookup(root, id string) Pod {
+	dir := Dir(root, id)
+	p := Pod{Dir: dir}
+	for path, dst := range map[string]*string{
+		"resolv.conf": &p.ResolvConf, "hostname": &p.HostnameF, "hosts": &p.Hosts,
+		"shm": &p.Shm, "ipcns": &p.IPCNS, "utsns": &p.UTSNS,
+	} {
+		if _, err := os.Stat(filepath.Join(dir, path)); err == nil {
+			*dst = filepath.Join(dir, path)
+		}
+	}
+	return p
+}

@@ -114,3 +114,13 @@ func (s *Store) Records() ([]Record, error) {
 	}
 	return out, nil
 }
+
+// ContainerDir is container id's persistent directory (its bundle), whether
+// or not its rootfs is mounted.
+func (s *Store) ContainerDir(id string) (string, error) {
+	dir, err := s.store.ContainerDirectory(id)
+	if errors.Is(err, cstorage.ErrContainerUnknown) {
+		return "", fmt.Errorf("storage of container %s: %w", id, ErrNotFound)
+	}
+	return dir, err
+}

@@ -108,7 +108,14 @@ func WithEnv(kv string) Option {
 func Start(t testing.TB, opts ...Option) *Daemon {
 	t.Helper()
 	dir := t.TempDir()
-	d := &Daemon{t: t, Dir: dir, RunDir: filepath.Join(dir, "run"), StateDir: filepath.Join(dir, "state"),
+	// The run dir is short, as /run/crisp is: conmon's attach sockets live
+	// in it and a unix socket path has 107 bytes at most.
+	runDir, err := os.MkdirTemp("/run", "crisp-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(runDir) })
+	d := &Daemon{t: t, Dir: dir, RunDir: runDir, StateDir: filepath.Join(dir, "state"),
 		Config: filepath.Join(dir, "crisp.toml")}
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "run_dir = %q\nstate_dir = %q\nlog_level = \"debug\"\nlog_format = \"json\"\n", d.RunDir, d.StateDir)
@@ -122,6 +129,7 @@ func Start(t testing.TB, opts ...Option) *Daemon {
 	}
 	d.start()
 	t.Cleanup(func() {
+		d.removeAllPods()
 		d.Stop()
 		if t.Failed() {
 			t.Logf("crispd log:\n%s", d.Log.String())
@@ -159,6 +167,33 @@ func (d *Daemon) start() {
 			d.t.Fatalf("crispd did not answer on %s within 30s: %v\n%s", d.Socket(), err, d.Log.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// removeAllPods stops and removes every pod through the CRI, so that a
+// failed test leaves no container, mount or network behind.
+func (d *Daemon) removeAllPods() {
+	d.mu.Lock()
+	running := d.cmd != nil
+	d.mu.Unlock()
+	if !running {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rt := d.Runtime()
+	pods, err := rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		d.t.Logf("cleanup: list pods: %v", err)
+		return
+	}
+	for _, p := range pods.Items {
+		if _, err := rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.Id}); err != nil {
+			d.t.Logf("cleanup: stop pod %s: %v", p.Id, err)
+		}
+		if _, err := rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.Id}); err != nil {
+			d.t.Logf("cleanup: remove pod %s: %v", p.Id, err)
+		}
 	}
 }
 

@@ -1,0 +1,212 @@
+package cri
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crisp-cri/crisp/cri/ocispec"
+	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/runtimes/logkey"
+	"github.com/crisp-cri/crisp/runtimes/oci"
+	"github.com/crisp-cri/crisp/runtimes/pod"
+	"github.com/crisp-cri/crisp/runtimes/storage"
+)
+
+// CreateContainer creates a container in a ready pod: the row first (state
+// created), then its rootfs, its OCI spec and the runtime container under
+// conmon, then state created. A failure undoes the steps done, in reverse.
+func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {
+	cfg := req.GetConfig()
+	if err := validateContainer(cfg); err != nil {
+		return nil, err
+	}
+	sb, err := s.sandboxFor(ctx, req.GetPodSandboxId())
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+	}
+	if sb.State != db.SandboxReady {
+		return nil, fmt.Errorf("create container %s: pod sandbox %s is %s, not ready: %w", cfg.Metadata.Name, sb.ID, sb.State, ErrPrecondition)
+	}
+	sbCfg, err := sandboxConfig(sb)
+	if err != nil {
+		return nil, err
+	}
+	img, err := s.images.Status(ctx, cfg.Image.Image)
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: image %s: %w", cfg.Metadata.Name, cfg.Image.Image, err)
+	}
+	logPath, err := containerLogPath(sb.LogDir, cfg.LogPath)
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+	}
+	blob, hash, err := configHash(cfg, sb.ID)
+	if err != nil {
+		return nil, err
+	}
+	row := db.Container{
+		ID: db.NewID(), SandboxID: sb.ID, Name: containerName(cfg.Metadata, sbCfg.Metadata), KubeName: cfg.Metadata.Name,
+		Attempt: cfg.Metadata.Attempt, Image: cfg.Image.Image, ImageRef: imageID(img), LogPath: logPath,
+		Labels: cfg.Labels, Annotations: cfg.Annotations, Config: blob, ConfigHash: hash,
+	}
+	got, created, err := s.store.CreateContainer(ctx, row)
+	if err != nil {
+		return nil, fmt.Errorf("create container %s in pod %s: %w", cfg.Metadata.Name, sb.ID, err)
+	}
+	if !created {
+		c, err := s.store.WaitContainer(ctx, got.ID)
+		if err != nil {
+			return nil, fmt.Errorf("create container %s: waiting for the same request in flight (%s): %w", cfg.Metadata.Name, got.ID, err)
+		}
+		return &runtimeapi.CreateContainerResponse{ContainerId: c.ID}, nil
+	}
+	log := s.log.With(slog.String(logkey.Container, row.ID), slog.String(logkey.Pod, sb.ID), slog.String(logkey.Runtime, sb.Handler))
+	if err := s.setUpContainer(ctx, row, sb, sbCfg, cfg, img, log); err != nil {
+		return nil, fmt.Errorf("create container %s in pod %s: %w", cfg.Metadata.Name, sb.ID, err)
+	}
+	log.Info("container created", slog.String("name", row.Name))
+	return &runtimeapi.CreateContainerResponse{ContainerId: row.ID}, nil
+}
+
+func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.Sandbox, sbCfg *runtimeapi.PodSandboxConfig,
+	cfg *runtimeapi.ContainerConfig, img storage.Image, log *slog.Logger) (retErr error) {
+	rt, err := s.runtimeFor(sb.Handler)
+	if err != nil {
+		return err
+	}
+	var undo []func(context.Context) error
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		var errs []error
+		for i := len(undo) - 1; i >= 0; i-- {
+			if err := undo[i](cctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(errs) == 0 {
+			errs = append(errs, s.store.DeleteContainer(cctx, row.ID))
+		}
+		if err := errors.Join(errs...); err != nil {
+			log.Error("undo of a failed CreateContainer incomplete; the reconciler will finish it", slog.Any(logkey.Err, err))
+		}
+	}()
+
+	rootfs, err := s.images.CreateContainer(row.ID, img.ID, storage.Metadata{Kind: "container", SandboxID: sb.ID, Name: row.Name, Attempt: row.Attempt})
+	if err != nil {
+		return err
+	}
+	undo = append(undo, func(context.Context) error { return s.images.RemoveContainer(row.ID) })
+
+	p := pod.Lookup(s.podRoot, sb.ID)
+	spec, err := ocispec.ForContainer(ocispec.ContainerInput{
+		ID: row.ID, Name: row.Name, Config: cfg, Image: img.Config, ImageRef: row.ImageRef,
+		RootfsPath: rootfs.Mount, LogPath: row.LogPath, ClampOOMScoreAdj: s.clampOOM,
+		HostCapabilities: s.hostCaps, HostDevices: s.hostDevices,
+		Sandbox: ocispec.Sandbox{
+			ID: sb.ID, Handler: sb.Handler, RuntimeType: rt.Handler().Type, InfraID: sb.InfraID,
+			NetNSPath: sb.NetNSPath, IPCNSPath: p.IPCNS, UTSNSPath: p.UTSNS,
+			ResolvConf: p.ResolvConf, Hosts: p.Hosts, HostnameFile: p.HostnameF, ShmPath: p.Shm,
+			Privileged: sb.Privileged, Config: sbCfg,
+		},
+		Annotations: map[string]string{"io.crisp.container-name": row.Name},
+	})
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		return err
+	}
+	// The bundle lives under the run dir, where paths are short enough for
+	// conmon's attach socket; a copy of the spec stays with the storage
+	// record, from which a lost database is rebuilt.
+	bundle := filepath.Join(s.bundleDir, row.ID)
+	if err := os.MkdirAll(bundle, 0o700); err != nil {
+		return fmt.Errorf("create bundle dir: %w", err)
+	}
+	undo = append(undo, func(context.Context) error { return os.RemoveAll(bundle) })
+	for _, dir := range []string{bundle, rootfs.Dir} {
+		if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600); err != nil {
+			return fmt.Errorf("write OCI spec: %w", err)
+		}
+	}
+	if row.LogPath != "" {
+		if err := os.MkdirAll(filepath.Dir(row.LogPath), 0o755); err != nil {
+			return fmt.Errorf("create log dir: %w", err)
+		}
+	}
+	if _, err := rt.Create(ctx, oci.CreateOpts{
+		ID: row.ID, Bundle: bundle, LogPath: row.LogPath, ExitDir: s.exitDir, PersistDir: bundle,
+		SocketDir: s.attachDir, Terminal: cfg.Tty, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce,
+	}); err != nil {
+		return fmt.Errorf("create in runtime %s: %w", sb.Handler, err)
+	}
+	undo = append(undo, func(ctx context.Context) error { return ignoreNotFound(rt.Delete(ctx, row.ID, true)) })
+	return s.store.SetContainerState(ctx, row.ID, db.ContainerCreated, db.ContainerCreating)
+}
+
+// containerLogPath is the container's log file: log_path under the pod's
+// log directory, never outside it.
+func containerLogPath(logDir, logPath string) (string, error) {
+	if logPath == "" {
+		return "", nil
+	}
+	if logDir == "" {
+		return "", fmt.Errorf("log_path %q given but the pod has no log_directory: %w", logPath, ErrInvalid)
+	}
+	full := filepath.Join(logDir, logPath)
+	if !strings.HasPrefix(full, filepath.Clean(logDir)+string(filepath.Separator)) {
+		return "", fmt.Errorf("log_path %q leaves the pod's log directory: %w", logPath, ErrInvalid)
+	}
+	return full, nil
+}
+
+// validateContainer checks a CreateContainer config before anything is
+// recorded or created.
+func validateContainer(cfg *runtimeapi.ContainerConfig) error {
+	if cfg == nil {
+		return fmt.Errorf("create container: config is missing: %w", ErrInvalid)
+	}
+	if cfg.Metadata == nil {
+		return fmt.Errorf("create container: config.metadata is missing: %w", ErrInvalid)
+	}
+	if err := checkName("metadata.name", cfg.Metadata.Name); err != nil {
+		return fmt.Errorf("create container: %w", err)
+	}
+	if cfg.GetImage().GetImage() == "" {
+		return fmt.Errorf("create container %s: image is empty: %w", cfg.Metadata.Name, ErrInvalid)
+	}
+	for _, m := range cfg.Mounts {
+		if err := checkAbs("mount container_path", m.ContainerPath); err != nil {
+			return fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+		}
+	}
+	return nil
+}
+
+// runtimeFor is the runtime of a handler recorded on a sandbox.
+func (s *Server) runtimeFor(handler string) (*oci.Runtime, error) {
+	rt, ok := s.runtimes[handler]
+	if !ok {
+		return nil, fmt.Errorf("runtime handler %q is not configured any more: %w", handler, ErrPrecondition)
+	}
+	return rt, nil
+}
+
+func ignoreNotFound(err error) error {
+	if errors.Is(err, oci.ErrNotFound) || errors.Is(err, storage.ErrNotFound) || errors.Is(err, db.ErrNotFound) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,284 @@
+package cri
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crisp-cri/crisp/cri/ocispec"
+	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/runtimes/logkey"
+	"github.com/crisp-cri/crisp/runtimes/oci"
+)
+
+// StartContainer starts a created container and records its pid with the
+// pid's start time, so a recycled pid is never taken for it.
+func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContainerRequest) (*runtimeapi.StartContainerResponse, error) {
+	c, rt, err := s.containerAndRuntime(ctx, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	unlock := s.locks.lock(c.ID)
+	defer unlock()
+	if c.State != db.ContainerCreated {
+		return nil, fmt.Errorf("start container %s: it is %s, not created: %w", c.ID, c.State, ErrPrecondition)
+	}
+	if err := rt.Start(ctx, c.ID); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", c.ID, err)
+	}
+	st, err := rt.State(ctx, c.ID)
+	if err != nil {
+		return nil, fmt.Errorf("start container %s: %w", c.ID, err)
+	}
+	if err := s.store.MarkContainerStarted(ctx, c.ID, db.Started{PID: st.PID, PIDStart: procStartTime(st.PID), At: time.Now().UnixNano()}); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", c.ID, err)
+	}
+	// A container that exited at once may have beaten the row to running.
+	s.recordExit(ctx, c.ID)
+	s.log.Info("container started", slog.String(logkey.Container, c.ID), slog.Int("pid", st.PID))
+	return &runtimeapi.StartContainerResponse{}, nil
+}
+
+// StopContainer sends the stop signal (the image's, else SIGTERM), waits up
+// to timeout seconds, then SIGKILLs. Stopping a stopped or unknown
+// container succeeds.
+func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContainerRequest) (*runtimeapi.StopContainerResponse, error) {
+	c, rt, err := s.containerAndRuntime(ctx, req.GetContainerId())
+	if errors.Is(err, db.ErrNotFound) {
+		return &runtimeapi.StopContainerResponse{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	unlock := s.locks.lock(c.ID)
+	defer unlock()
+	if err := s.stopContainer(ctx, c, rt, time.Duration(req.GetTimeout())*time.Second); err != nil {
+		return nil, fmt.Errorf("stop container %s: %w", c.ID, err)
+	}
+	return &runtimeapi.StopContainerResponse{}, nil
+}
+
+func (s *Server) stopContainer(ctx context.Context, c db.Container, rt *oci.Runtime, timeout time.Duration) error {
+	if c.State != db.ContainerRunning && c.State != db.ContainerCreated {
+		return nil
+	}
+	if timeout > 0 && c.State == db.ContainerRunning {
+		sig := s.stopSignal(ctx, c)
+		if err := rt.Kill(ctx, c.ID, sig, false); err != nil && !errors.Is(err, oci.ErrNotRunning) && !errors.Is(err, oci.ErrNotFound) {
+			return err
+		}
+		if s.waitExit(ctx, c.ID, timeout) {
+			return nil
+		}
+	}
+	if err := rt.Kill(ctx, c.ID, syscall.SIGKILL, true); err != nil && !errors.Is(err, oci.ErrNotRunning) && !errors.Is(err, oci.ErrNotFound) {
+		return err
+	}
+	if !s.waitExit(ctx, c.ID, 30*time.Second) {
+		return fmt.Errorf("container %s did not exit 30s after SIGKILL", c.ID)
+	}
+	return nil
+}
+
+// waitExit waits up to d for the container's exit to be recorded.
+func (s *Server) waitExit(ctx context.Context, id string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if s.recordExit(ctx, id) {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// recordExit records a container's exit from conmon's exit file, once; it
+// reports whether the container has exited (now or before).
+func (s *Server) recordExit(ctx context.Context, id string) bool {
+	c, err := s.store.Container(ctx, id)
+	if err != nil {
+		return errors.Is(err, db.ErrNotFound)
+	}
+	if c.State == db.ContainerExited {
+		return true
+	}
+	code, oom, ok, err := oci.ReadExit(s.exitDir, filepath.Join(s.bundleDir, id), id)
+	if err != nil || !ok {
+		return false
+	}
+	reason := "Completed"
+	switch {
+	case oom:
+		reason = "OOMKilled"
+	case code != 0:
+		reason = "Error"
+	}
+	at := time.Now()
+	if fi, err := os.Stat(filepath.Join(s.exitDir, id)); err == nil {
+		at = fi.ModTime()
+	}
+	err = s.store.MarkContainerExited(ctx, id, db.Exit{Code: code, Reason: reason, At: at.UnixNano()})
+	if err != nil && !errors.Is(err, db.ErrWrongState) {
+		s.log.Error("record container exit", slog.String(logkey.Container, id), slog.Any(logkey.Err, err))
+		return false
+	}
+	s.log.Info("container exited", slog.String(logkey.Container, id), slog.Int("exit_code", int(code)), slog.String(logkey.Reason, reason))
+	return true
+}
+
+// WatchExits records container exits as conmon reports them, until ctx
+// ends: ContainerStatus shows an exit about as soon as it happens.
+func (s *Server) WatchExits(ctx context.Context) error {
+	ids, err := oci.WatchExits(ctx, s.exitDir)
+	if err != nil {
+		return err
+	}
+	for id := range ids {
+		s.recordExit(ctx, id)
+	}
+	return nil
+}
+
+// stopSignal is the container's stop signal: its image's, else SIGTERM.
+func (s *Server) stopSignal(ctx context.Context, c db.Container) syscall.Signal {
+	cfg, _ := containerConfig(c)
+	img, err := s.images.Status(ctx, c.ImageRef)
+	if err != nil {
+		return syscall.SIGTERM
+	}
+	sig, err := ocispec.ContainerStopSignal(cfg, img.Config)
+	if err != nil || sig == 0 {
+		return syscall.SIGTERM
+	}
+	return sig
+}
+
+// RemoveContainer removes a container, killing it first if it runs; its
+// side effects go first and the row last. Removing an unknown container
+// succeeds.
+func (s *Server) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveContainerRequest) (*runtimeapi.RemoveContainerResponse, error) {
+	c, rt, err := s.containerAndRuntime(ctx, req.GetContainerId())
+	if errors.Is(err, db.ErrNotFound) {
+		return &runtimeapi.RemoveContainerResponse{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	unlock := s.locks.lock(c.ID)
+	defer unlock()
+	if err := s.removeContainer(ctx, c, rt); err != nil {
+		return nil, fmt.Errorf("remove container %s: %w", c.ID, err)
+	}
+	return &runtimeapi.RemoveContainerResponse{}, nil
+}
+
+func (s *Server) removeContainer(ctx context.Context, c db.Container, rt *oci.Runtime) error {
+	if err := s.stopContainer(ctx, c, rt, 0); err != nil {
+		return err
+	}
+	err := s.store.SetContainerState(ctx, c.ID, db.ContainerRemoving,
+		db.ContainerCreated, db.ContainerExited, db.ContainerUnknown, db.ContainerRemoving)
+	if err != nil {
+		return err
+	}
+	if err := ignoreNotFound(rt.Delete(ctx, c.ID, true)); err != nil {
+		return err
+	}
+	if err := s.images.RemoveContainer(c.ID); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(s.exitDir, c.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := os.RemoveAll(filepath.Join(s.bundleDir, c.ID)); err != nil {
+		return err
+	}
+	if err := s.store.DeleteContainer(ctx, c.ID); err != nil && !errors.Is(err, db.ErrNotFound) {
+		return err
+	}
+	s.log.Info("container removed", slog.String(logkey.Container, c.ID))
+	return nil
+}
+
+// ExecSync runs a command in a running container, as its own user and
+// environment, and returns its output and exit code.
+func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) (*runtimeapi.ExecSyncResponse, error) {
+	if len(req.GetCmd()) == 0 {
+		return nil, fmt.Errorf("exec sync: cmd is empty: %w", ErrInvalid)
+	}
+	c, rt, err := s.containerAndRuntime(ctx, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	if c.State != db.ContainerRunning {
+		return nil, fmt.Errorf("exec in container %s: it is %s, not running: %w", c.ID, c.State, ErrPrecondition)
+	}
+	proc, err := s.containerProcess(c.ID)
+	if err != nil {
+		return nil, err
+	}
+	proc.Args, proc.Terminal = req.Cmd, false
+	stdout, stderr, code, err := rt.ExecSync(ctx, c.ID, proc, time.Duration(req.GetTimeout())*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("exec in container %s: %w", c.ID, err)
+	}
+	return &runtimeapi.ExecSyncResponse{Stdout: stdout, Stderr: stderr, ExitCode: int32(code)}, nil
+}
+
+// containerProcess reads the process of a container's OCI spec: exec'd
+// commands run with its user, environment and working directory.
+func (s *Server) containerProcess(id string) (specs.Process, error) {
+	b, err := os.ReadFile(filepath.Join(s.bundleDir, id, "config.json"))
+	if err != nil {
+		return specs.Process{}, fmt.Errorf("read OCI spec of container %s: %w", id, err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(b, &spec); err != nil || spec.Process == nil {
+		return specs.Process{}, fmt.Errorf("decode OCI spec of container %s: %v", id, err)
+	}
+	return *spec.Process, nil
+}
+
+// containerAndRuntime resolves a container and the runtime of its pod.
+func (s *Server) containerAndRuntime(ctx context.Context, id string) (db.Container, *oci.Runtime, error) {
+	c, err := s.containerFor(ctx, id)
+	if err != nil {
+		return db.Container{}, nil, err
+	}
+	sb, err := s.store.Sandbox(ctx, c.SandboxID)
+	if err != nil {
+		return db.Container{}, nil, err
+	}
+	rt, err := s.runtimeFor(sb.Handler)
+	return c, rt, err
+}
+
+// procStartTime is field 22 of /proc/<pid>/stat: when the process started,
+// in clock ticks after boot. 0 when the process is gone.
+func procStartTime(pid int) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces; fields resume after its ')'.
+	rest := string(b[strings.LastIndexByte(string(b), ')')+1:])
+	f := strings.Fields(rest)
+	if len(f) < 20 {
+		return 0
+	}
+	v, _ := strconv.ParseUint(f[19], 10, 64)
+	return v
+}

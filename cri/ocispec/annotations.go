@@ -1,0 +1,88 @@
+package ocispec
+
+import (
+	"maps"
+	"strings"
+)
+
+// Annotations ocispec sets. The io.kubernetes.cri ones are the keys
+// containerd uses, which runsc reads to group a pod's containers into one
+// gVisor sandbox; the io.crisp ones help rebuild a lost database row.
+const (
+	AnnotationContainerType    = "io.kubernetes.cri.container-type"
+	AnnotationSandboxID        = "io.kubernetes.cri.sandbox-id"
+	AnnotationSandboxName      = "io.kubernetes.cri.sandbox-name"
+	AnnotationSandboxNamespace = "io.kubernetes.cri.sandbox-namespace"
+	AnnotationSandboxUID       = "io.kubernetes.cri.sandbox-uid"
+	AnnotationContainerName    = "io.kubernetes.cri.container-name"
+	AnnotationImageName        = "io.kubernetes.cri.image-name"
+	AnnotationImageRef         = "io.crisp.image-ref"
+	AnnotationLogPath          = "io.crisp.log-path"
+)
+
+// Values of AnnotationContainerType: runsc starts a gVisor sandbox for a
+// "sandbox" and joins the one named by AnnotationSandboxID for a
+// "container".
+const (
+	ContainerTypeSandbox   = "sandbox"
+	ContainerTypeContainer = "container"
+)
+
+// runtimeSandboxID is the value of AnnotationSandboxID: runsc looks the
+// sandbox up by its root (infra) container's id, so that is what it gets.
+func (sb *Sandbox) runtimeSandboxID() string {
+	if sb.RuntimeType == RuntimeRunsc && sb.InfraID != "" {
+		return sb.InfraID
+	}
+	return sb.ID
+}
+
+// reservedAnnotation reports keys a pod may not set itself: they steer
+// runsc's sandbox grouping, and ocispec sets the ones that matter.
+func reservedAnnotation(k string) bool {
+	return strings.HasPrefix(k, "io.kubernetes.cri.") || strings.HasPrefix(k, "io.kubernetes.cri-o.")
+}
+
+// userAnnotations copies a CRI annotation map without reserved keys.
+func userAnnotations(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m)+12)
+	for k, v := range m {
+		if !reservedAnnotation(k) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// podAnnotations adds the standard keys describing the pod.
+func podAnnotations(out map[string]string, sb *Sandbox, containerType string) {
+	out[AnnotationContainerType] = containerType
+	out[AnnotationSandboxID] = sb.runtimeSandboxID()
+	if m := sb.Config.GetMetadata(); m != nil {
+		out[AnnotationSandboxName] = m.Name
+		out[AnnotationSandboxNamespace] = m.Namespace
+		out[AnnotationSandboxUID] = m.Uid
+	}
+}
+
+func containerAnnotations(in *ContainerInput) map[string]string {
+	out := userAnnotations(in.Config.Annotations)
+	podAnnotations(out, &in.Sandbox, ContainerTypeContainer)
+	if n := in.Config.GetMetadata().GetName(); n != "" {
+		out[AnnotationContainerName] = n
+	}
+	img := in.Config.GetImage()
+	if n := img.GetUserSpecifiedImage(); n != "" {
+		out[AnnotationImageName] = n
+	} else if n := img.GetImage(); n != "" {
+		out[AnnotationImageName] = n
+	}
+	if in.ImageRef != "" {
+		out[AnnotationImageRef] = in.ImageRef
+	}
+	if in.LogPath != "" {
+		out[AnnotationLogPath] = in.LogPath
+	}
+	maps.Copy(out, in.Annotations)
+	return out
+}

@@ -1,0 +1,158 @@
+package ocispec
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// jsonOf renders v for comparisons of pointer-laden structs.
+func jsonOf(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprintf("<%v>", err)
+	}
+	return string(b)
+}
+
+func TestResources(t *testing.T) {
+	tests := []struct {
+		name     string
+		r        *runtimeapi.LinuxContainerResources
+		clamp    bool
+		wantCPU  string
+		wantMem  string
+		wantHuge string
+		wantUnif string
+		wantOOM  int
+		wantErr  string
+	}{
+		{name: "none", wantCPU: "null", wantMem: "null", wantHuge: "null", wantUnif: "null"},
+		{
+			name: "guaranteed pod",
+			r: &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: 50000, CpuShares: 512, MemoryLimitInBytes: 64 << 20,
+				MemorySwapLimitInBytes: 64 << 20, OomScoreAdj: -997, CpusetCpus: "0-1,3", CpusetMems: "0"},
+			wantCPU:  `{"shares":512,"quota":50000,"period":100000,"cpus":"0-1,3","mems":"0"}`,
+			wantMem:  `{"limit":67108864,"swap":67108864}`,
+			wantHuge: "null", wantUnif: "null", wantOOM: -997,
+		},
+		{name: "clamped oom_score_adj", r: &runtimeapi.LinuxContainerResources{OomScoreAdj: -997}, clamp: true, wantCPU: "null", wantMem: "null", wantHuge: "null", wantUnif: "null", wantOOM: 0},
+		{name: "positive oom_score_adj unclamped", r: &runtimeapi.LinuxContainerResources{OomScoreAdj: 1000}, clamp: true, wantCPU: "null", wantMem: "null", wantHuge: "null", wantUnif: "null", wantOOM: 1000},
+		{name: "unlimited quota and swap", r: &runtimeapi.LinuxContainerResources{CpuQuota: -1, MemoryLimitInBytes: 1 << 30, MemorySwapLimitInBytes: -1},
+			wantCPU: `{"quota":-1}`, wantMem: `{"limit":1073741824,"swap":-1}`, wantHuge: "null", wantUnif: "null"},
+		{name: "unlimited swap without a memory limit", r: &runtimeapi.LinuxContainerResources{MemorySwapLimitInBytes: -1},
+			wantCPU: "null", wantMem: "null", wantHuge: "null", wantUnif: "null"},
+		{
+			name: "hugepages and unified",
+			r: &runtimeapi.LinuxContainerResources{HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2MB", Limit: 1 << 21}},
+				Unified: map[string]string{"memory.high": "1000000", "io.weight": "default 100"}},
+			wantCPU: "null", wantMem: "null",
+			wantHuge: `[{"pageSize":"2MB","limit":2097152}]`,
+			wantUnif: `{"io.weight":"default 100","memory.high":"1000000"}`,
+		},
+		{name: "period too small", r: &runtimeapi.LinuxContainerResources{CpuPeriod: 999}, wantErr: "resources.cpu_period 999 is outside 1000..1000000"},
+		{name: "period too big", r: &runtimeapi.LinuxContainerResources{CpuPeriod: 1000001}, wantErr: "resources.cpu_period 1000001"},
+		{name: "quota under 1ms", r: &runtimeapi.LinuxContainerResources{CpuQuota: 999}, wantErr: "resources.cpu_quota 999"},
+		{name: "negative quota", r: &runtimeapi.LinuxContainerResources{CpuQuota: -2}, wantErr: "resources.cpu_quota -2"},
+		{name: "negative shares", r: &runtimeapi.LinuxContainerResources{CpuShares: -1}, wantErr: "resources.cpu_shares -1"},
+		{name: "shares too big", r: &runtimeapi.LinuxContainerResources{CpuShares: 262145}, wantErr: "resources.cpu_shares 262145"},
+		{name: "negative memory", r: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: -1}, wantErr: "resources.memory_limit_in_bytes -1 is negative"},
+		{name: "swap below memory", r: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 100 << 20, MemorySwapLimitInBytes: 50 << 20}, wantErr: "resources.memory_swap_limit_in_bytes 52428800 is below"},
+		{name: "swap without memory", r: &runtimeapi.LinuxContainerResources{MemorySwapLimitInBytes: 50 << 20}, wantErr: "is set without memory_limit_in_bytes"},
+		{name: "swap below -1", r: &runtimeapi.LinuxContainerResources{MemorySwapLimitInBytes: -2}, wantErr: "resources.memory_swap_limit_in_bytes -2"},
+		{name: "oom too low", r: &runtimeapi.LinuxContainerResources{OomScoreAdj: -1001}, clamp: true, wantErr: "resources.oom_score_adj -1001"},
+		{name: "oom too high", r: &runtimeapi.LinuxContainerResources{OomScoreAdj: 1001}, wantErr: "resources.oom_score_adj 1001"},
+		{name: "bad cpuset", r: &runtimeapi.LinuxContainerResources{CpusetCpus: "0-"}, wantErr: `resources.cpuset_cpus "0-"`},
+		{name: "reversed cpuset range", r: &runtimeapi.LinuxContainerResources{CpusetMems: "3-1"}, wantErr: `resources.cpuset_mems "3-1"`},
+		{name: "bad hugepage size", r: &runtimeapi.LinuxContainerResources{HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2M"}}}, wantErr: `resources.hugepage_limits[0].page_size "2M"`},
+		{name: "bad unified key", r: &runtimeapi.LinuxContainerResources{Unified: map[string]string{"../memory.max": "1"}}, wantErr: `resources.unified "../memory.max"`},
+		{name: "multi-line unified value", r: &runtimeapi.LinuxContainerResources{Unified: map[string]string{"memory.max": "1\n2"}}, wantErr: `resources.unified "memory.max"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := buildSpec(t, func(in *ContainerInput) {
+				in.Config.Linux.Resources = tt.r
+				in.ClampOOMScoreAdj = tt.clamp
+			})
+			if !checkErr(t, err, tt.wantErr, false) {
+				return
+			}
+			r := s.Linux.Resources
+			for _, c := range []struct{ what, got, want string }{
+				{"CPU", jsonOf(r.CPU), tt.wantCPU}, {"Memory", jsonOf(r.Memory), tt.wantMem},
+				{"HugepageLimits", jsonOf(r.HugepageLimits), tt.wantHuge}, {"Unified", jsonOf(r.Unified), tt.wantUnif},
+			} {
+				if c.got != c.want {
+					t.Errorf("%s = %s, want %s", c.what, c.got, c.want)
+				}
+			}
+			if s.Process.OOMScoreAdj == nil || *s.Process.OOMScoreAdj != tt.wantOOM {
+				t.Errorf("OOMScoreAdj = %v, want %d", s.Process.OOMScoreAdj, tt.wantOOM)
+			}
+		})
+	}
+}
+
+func TestDevices(t *testing.T) {
+	hostDevs := []specs.LinuxDevice{{Path: "/dev/sda", Type: "b", Major: 8, Minor: 0}, {Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229}}
+	rule := func(typ string, major, minor int64, access string) specs.LinuxDeviceCgroup {
+		return specs.LinuxDeviceCgroup{Allow: true, Type: typ, Major: &major, Minor: &minor, Access: access}
+	}
+	base := append([]specs.LinuxDeviceCgroup{denyAll}, defaultDeviceRules()...)
+	tests := []struct {
+		name       string
+		devices    []*runtimeapi.Device
+		privileged bool
+		wantDevs   []specs.LinuxDevice
+		wantRules  []specs.LinuxDeviceCgroup
+		wantErr    string
+		plain      bool
+	}{
+		{name: "none: deny all but the defaults", wantRules: base},
+		{
+			name: "CRI devices",
+			devices: []*runtimeapi.Device{
+				{HostPath: "/dev/fuse", ContainerPath: "/dev/fuse", Permissions: "rw"},
+				{HostPath: "/dev/loop0", ContainerPath: "/dev/xvda"},
+			},
+			wantDevs:  []specs.LinuxDevice{{Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229}, {Path: "/dev/xvda", Type: "b", Major: 7, Minor: 0}},
+			wantRules: append(append([]specs.LinuxDeviceCgroup{}, base...), rule("c", 10, 229, "rw"), rule("b", 7, 0, "rwm")),
+		},
+		{
+			name: "privileged: host devices and allow all", privileged: true,
+			devices:   []*runtimeapi.Device{{HostPath: "/dev/loop0", ContainerPath: "/dev/fuse", Permissions: "r"}},
+			wantDevs:  []specs.LinuxDevice{hostDevs[0], {Path: "/dev/fuse", Type: "b", Major: 7, Minor: 0}},
+			wantRules: []specs.LinuxDeviceCgroup{denyAll, {Allow: true, Access: "rwm"}, rule("b", 7, 0, "r")},
+		},
+		{name: "missing device", devices: []*runtimeapi.Device{{HostPath: "/dev/nope", ContainerPath: "/dev/nope"}}, wantErr: `devices[0].host_path "/dev/nope" does not exist`},
+		{name: "not a device", devices: []*runtimeapi.Device{{HostPath: "/etc/passwd", ContainerPath: "/x"}}, wantErr: "devices[0].host_path: /etc/passwd is not a device node"},
+		{name: "relative host path", devices: []*runtimeapi.Device{{HostPath: "dev/fuse", ContainerPath: "/dev/fuse"}}, wantErr: `devices[0].host_path "dev/fuse"`},
+		{name: "relative container path", devices: []*runtimeapi.Device{{HostPath: "/dev/fuse", ContainerPath: "fuse"}}, wantErr: `devices[0].container_path "fuse"`},
+		{name: "bad permissions", devices: []*runtimeapi.Device{{HostPath: "/dev/fuse", ContainerPath: "/dev/fuse", Permissions: "rx"}}, wantErr: `devices[0].permissions "rx"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := buildSpec(t, func(in *ContainerInput) {
+				in.Config.Devices = tt.devices
+				sc(in).Privileged, in.Sandbox.Privileged = tt.privileged, tt.privileged
+				in.HostDevices = hostDevs
+			})
+			if !checkErr(t, err, tt.wantErr, tt.plain) {
+				return
+			}
+			if got := s.Linux.Devices; !reflect.DeepEqual(got, tt.wantDevs) {
+				t.Errorf("Devices = %+v, want %+v", got, tt.wantDevs)
+			}
+			if got, want := jsonOf(s.Linux.Resources.Devices), jsonOf(tt.wantRules); got != want {
+				t.Errorf("device rules = %s, want %s", got, want)
+			}
+		})
+	}
+	if hostDevs[1].Path != "/dev/fuse" || hostDevs[1].Major != 10 {
+		t.Errorf("HostDevices changed to %+v", hostDevs)
+	}
+}

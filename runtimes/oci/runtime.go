@@ -1,0 +1,300 @@
+// Package oci runs OCI containers for one runtime handler (runc or runsc),
+// with conmon as each container's monitor. It owns the runtime's state root,
+// the conmon invocation, the runtime's command line (state, start, kill,
+// delete, exec, update, events) and the files conmon leaves behind: exit
+// files, OOM markers and the log-reopen control FIFO.
+//
+// It knows nothing of SQL, gRPC or CRI: it imports nothing from crisp's db or
+// cri packages, only runtimes/logkey for slog attribute keys. Container ids
+// and bundles come from the caller, which also writes config.json.
+//
+// Runtime failures are reported as errors wrapping ErrNotFound,
+// ErrNotRunning or ErrUnsupported where they apply; a runtime's non-zero
+// exit stays reachable as *runc.ExitError (github.com/containerd/go-runc).
+package oci
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	runc "github.com/containerd/go-runc"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/crisp-cri/crisp/runtimes/logkey"
+)
+
+// Handler is one configured runtime handler.
+type Handler struct {
+	Name      string   // handler name, as CRI's RuntimeHandler: "runc", "runsc", ...
+	Path      string   // runtime binary
+	Root      string   // the runtime's own state root (--root); one per handler
+	Type      string   // TypeRunc or TypeRunsc; anything else is treated as runc
+	ExtraArgs []string // extra global args, e.g. runsc's --network=host, --oci-seccomp
+}
+
+// Runtime types. They select the command-line quirks of the runtime.
+const (
+	TypeRunc  = "runc"
+	TypeRunsc = "runsc"
+)
+
+// State is a container as the runtime reports it.
+type State struct {
+	ID      string
+	Status  string // created, running, paused or stopped
+	PID     int    // init's host pid (runsc: the sandbox process); 0 when stopped
+	Bundle  string
+	Created time.Time // zero on runsc
+}
+
+// Runtime runs containers for one Handler. It holds no mutable state, so
+// its methods are safe for concurrent use; callers serialise lifecycle
+// operations on one id themselves. Methods taking an id return errors
+// wrapping ErrNotFound when the runtime does not know it.
+type Runtime struct {
+	h      Handler
+	conmon string
+	log    *slog.Logger
+}
+
+// New returns the Runtime for h, with conmon at conmonPath. A nil log
+// discards logs. It does not touch the filesystem.
+func New(h Handler, conmonPath string, log *slog.Logger) *Runtime {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h.ExtraArgs = append([]string(nil), h.ExtraArgs...)
+	return &Runtime{h: h, conmon: conmonPath, log: log.With(slog.String(logkey.Runtime, h.Name))}
+}
+
+// Handler returns the handler r was built with (a copy).
+func (r *Runtime) Handler() Handler {
+	h := r.h
+	h.ExtraArgs = append([]string(nil), r.h.ExtraArgs...)
+	return h
+}
+
+func (r *Runtime) isRunsc() bool { return r.h.Type == TypeRunsc }
+
+// globalArgs go before the subcommand on every runtime invocation.
+func (r *Runtime) globalArgs() []string {
+	return append([]string{"--root", r.h.Root}, r.h.ExtraArgs...)
+}
+
+// command builds a runtime invocation. go-runc's own methods are not used
+// for these subcommands because v1.2.1 formats their failures with %s
+// (losing *runc.ExitError) and merges stderr into the JSON it parses.
+func (r *Runtime) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, r.h.Path, append(r.globalArgs(), args...)...)
+	// NOTIFY_SOCKET makes runc talk to systemd; it is never meant for us.
+	cmd.Env = envWithout(os.Environ(), "NOTIFY_SOCKET")
+	return cmd
+}
+
+// run runs a short runtime command and returns its stdout. Failures are
+// translated; a cancelled ctx yields ctx's error.
+func (r *Runtime) run(ctx context.Context, stdin io.Reader, args ...string) ([]byte, error) {
+	start := time.Now()
+	cmd := r.command(ctx, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &stdout, &stderr
+	cmd.WaitDelay = time.Second // a runtime child holding our pipes must not hang us
+	err := cmd.Run()
+	r.log.Debug("runtime command", slog.String("args", strings.Join(args, " ")),
+		slog.Duration(logkey.Took, time.Since(start)), slog.Any(logkey.Err, err))
+	if err == nil {
+		return stdout.Bytes(), nil
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return nil, fmt.Errorf("%s: %w", args[0], ctxErr)
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		err = &runc.ExitError{Status: ee.ExitCode()}
+	}
+	return nil, translate(err, stderr.String())
+}
+
+func envWithout(env []string, names ...string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		keep := true
+		for _, n := range names {
+			if strings.HasPrefix(kv, n+"=") {
+				keep = false
+			}
+		}
+		if keep {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// Start starts a created container's process. It returns an error wrapping
+// ErrNotFound or ErrNotRunning (the container has stopped).
+func (r *Runtime) Start(ctx context.Context, id string) error {
+	if _, err := r.run(ctx, nil, "start", id); err != nil {
+		return fmt.Errorf("start %s: %w", id, err)
+	}
+	return nil
+}
+
+// Kill sends sig to the container's init, or with all to every process in
+// it. It returns an error wrapping ErrNotFound, or ErrNotRunning when the
+// container has already stopped.
+func (r *Runtime) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
+	args := []string{"kill"}
+	if all {
+		args = append(args, "--all")
+	}
+	args = append(args, id, strconv.Itoa(int(sig)))
+	if _, err := r.run(ctx, nil, args...); err != nil {
+		return fmt.Errorf("kill %s with %v: %w", id, sig, err)
+	}
+	return nil
+}
+
+// Delete removes the container from the runtime; with force it kills a
+// running container first. It returns an error wrapping ErrNotFound for an
+// unknown id, also with force (runc alone would report success). runsc can
+// take over a second here, so give ctx a generous deadline (10 s or more).
+func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
+	args := []string{"delete"}
+	if force {
+		// delete --force succeeds for unknown ids: ask first, but still
+		// run it to clear whatever a failed create left behind.
+		_, stateErr := r.State(ctx, id)
+		if errors.Is(stateErr, ErrNotFound) {
+			_, _ = r.run(ctx, nil, "delete", "--force", id)
+			return fmt.Errorf("delete %s: %w", id, stateErr)
+		}
+		args = append(args, "--force")
+	}
+	if _, err := r.run(ctx, nil, append(args, id)...); err != nil {
+		return fmt.Errorf("delete %s: %w", id, err)
+	}
+	return nil
+}
+
+// State returns the runtime's view of the container. It returns an error
+// wrapping ErrNotFound for an unknown id.
+func (r *Runtime) State(ctx context.Context, id string) (State, error) {
+	out, err := r.run(ctx, nil, "state", id)
+	if err != nil {
+		return State{}, fmt.Errorf("state of %s: %w", id, err)
+	}
+	var c runc.Container
+	if err := json.Unmarshal(out, &c); err != nil {
+		return State{}, fmt.Errorf("state of %s: parse %q: %w", id, out, err)
+	}
+	return fromContainer(&c), nil
+}
+
+// List returns every container under the handler's root. A missing root
+// directory yields an empty list.
+func (r *Runtime) List(ctx context.Context) ([]State, error) {
+	if _, err := os.Stat(r.h.Root); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	out, err := r.run(ctx, nil, "list", "--format=json")
+	if err != nil {
+		return nil, fmt.Errorf("list: %w", err)
+	}
+	var cs []*runc.Container
+	if err := json.Unmarshal(out, &cs); err != nil {
+		return nil, fmt.Errorf("list: parse %q: %w", out, err)
+	}
+	states := make([]State, 0, len(cs))
+	for _, c := range cs {
+		if c != nil {
+			states = append(states, fromContainer(c))
+		}
+	}
+	return states, nil
+}
+
+func fromContainer(c *runc.Container) State {
+	s := State{ID: c.ID, Status: c.Status, PID: c.Pid, Bundle: c.Bundle, Created: c.Created}
+	if s.PID < 0 {
+		s.PID = 0
+	}
+	return s
+}
+
+// Update changes a running container's cgroup resources. A nil res is a
+// no-op. runsc has no update command, so on a runsc handler it returns an
+// error wrapping ErrUnsupported without running anything; otherwise errors
+// wrap ErrNotFound or ErrNotRunning where they apply.
+func (r *Runtime) Update(ctx context.Context, id string, res *specs.LinuxResources) error {
+	if r.isRunsc() {
+		return fmt.Errorf("update %s: handler %s (runsc) cannot change resources: %w", id, r.h.Name, ErrUnsupported)
+	}
+	if res == nil {
+		return nil
+	}
+	data, err := json.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("update %s: %w", id, err)
+	}
+	if _, err := r.run(ctx, bytes.NewReader(data), "update", "--resources=-", id); err != nil {
+		return fmt.Errorf("update %s: %w", id, err)
+	}
+	return nil
+}
+
+// Stats is a container's resource usage at one moment.
+type Stats struct {
+	Timestamp             time.Time
+	CPUUsageNanos         uint64 // cumulative CPU time
+	MemoryUsageBytes      uint64
+	MemoryWorkingSetBytes uint64 // usage minus inactive file pages, as the kubelet counts it
+	Pids                  uint64
+}
+
+// Stats reads the container's cgroup statistics through the runtime's
+// `events --stats`. It returns an error wrapping ErrNotFound or
+// ErrNotRunning where the runtime reports them.
+func (r *Runtime) Stats(ctx context.Context, id string) (*Stats, error) {
+	now := time.Now()
+	out, err := r.run(ctx, nil, "events", "--stats", id)
+	if err != nil {
+		return nil, fmt.Errorf("stats of %s: %w", id, err)
+	}
+	var ev runc.Event
+	if err := json.Unmarshal(out, &ev); err != nil {
+		return nil, fmt.Errorf("stats of %s: parse %q: %w", id, out, err)
+	}
+	if ev.Stats == nil {
+		return nil, fmt.Errorf("stats of %s: runtime sent a %q event without data", id, ev.Type)
+	}
+	m := ev.Stats.Memory
+	ws := m.Usage.Usage
+	inactive, ok := m.Raw["total_inactive_file"] // cgroup v1
+	if !ok {
+		inactive = m.Raw["inactive_file"] // cgroup v2
+	}
+	if inactive < ws {
+		ws -= inactive
+	} else {
+		ws = 0
+	}
+	return &Stats{
+		Timestamp:             now,
+		CPUUsageNanos:         ev.Stats.Cpu.Usage.Total,
+		MemoryUsageBytes:      m.Usage.Usage,
+		MemoryWorkingSetBytes: ws,
+		Pids:                  ev.Stats.Pids.Current,
+	}, nil
+}
