@@ -109,12 +109,16 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 	undo = append(undo, func(context.Context) error { return s.images.RemoveContainer(row.ID) })
 
 	p := pod.Lookup(s.podRoot, sb.ID)
+	infraPID, err := s.infraPID(ctx, rt, sb)
+	if err != nil {
+		return err
+	}
 	spec, err := ocispec.ForContainer(ocispec.ContainerInput{
 		ID: row.ID, Name: row.Name, Config: cfg, Image: img.Config, ImageRef: row.ImageRef,
 		RootfsPath: rootfs.Mount, LogPath: row.LogPath, ClampOOMScoreAdj: s.clampOOM,
 		HostCapabilities: s.hostCaps, HostDevices: s.hostDevices,
 		Sandbox: ocispec.Sandbox{
-			ID: sb.ID, Handler: sb.Handler, RuntimeType: rt.Handler().Type, InfraID: sb.InfraID,
+			ID: sb.ID, Handler: sb.Handler, RuntimeType: rt.Handler().Type, InfraID: sb.InfraID, InfraPID: infraPID,
 			NetNSPath: sb.NetNSPath, IPCNSPath: p.IPCNS, UTSNSPath: p.UTSNS,
 			ResolvConf: p.ResolvConf, Hosts: p.Hosts, HostnameFile: p.HostnameF, ShmPath: p.Shm,
 			Privileged: sb.Privileged, Config: sbCfg,
@@ -146,8 +150,12 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 			return fmt.Errorf("create log dir: %w", err)
 		}
 	}
+	logPath := row.LogPath
+	if logPath == "" {
+		logPath = filepath.Join(bundle, "console.log") // conmon needs one; kubelet did not ask for it
+	}
 	if _, err := rt.Create(ctx, oci.CreateOpts{
-		ID: row.ID, Bundle: bundle, LogPath: row.LogPath, ExitDir: s.exitDir, PersistDir: bundle,
+		ID: row.ID, Bundle: bundle, LogPath: logPath, ExitDir: s.exitDir, PersistDir: bundle,
 		SocketDir: s.attachDir, Terminal: cfg.Tty, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce,
 	}); err != nil {
 		return fmt.Errorf("create in runtime %s: %w", sb.Handler, err)

@@ -106,7 +106,8 @@ func (s *Server) waitExit(ctx context.Context, id string, d time.Duration) bool 
 }
 
 // recordExit records a container's exit from conmon's exit file, once; it
-// reports whether the container has exited (now or before).
+// reports whether the container has exited (now or before). Callers hold
+// the container's lock.
 func (s *Server) recordExit(ctx context.Context, id string) bool {
 	c, err := s.store.Container(ctx, id)
 	if err != nil {
@@ -147,7 +148,11 @@ func (s *Server) WatchExits(ctx context.Context) error {
 		return err
 	}
 	for id := range ids {
+		// Under the container's lock: a container that exits at once must
+		// not be recorded exited before StartContainer records it running.
+		unlock := s.locks.lock(id)
 		s.recordExit(ctx, id)
+		unlock()
 	}
 	return nil
 }

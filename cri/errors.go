@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/crisp-cri/crisp/cri/ocispec"
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 	"github.com/crisp-cri/crisp/runtimes/storage"
@@ -46,7 +47,7 @@ func codeOf(err error) codes.Code {
 		return codes.InvalidArgument
 	case errors.Is(err, ErrPrecondition), errors.Is(err, db.ErrWrongState), errors.Is(err, db.ErrInUse):
 		return codes.FailedPrecondition
-	case errors.Is(err, trust.ErrUnknownHandler), errors.Is(err, trust.ErrConflict):
+	case errors.Is(err, trust.ErrUnknownHandler), errors.Is(err, trust.ErrConflict), errors.Is(err, ocispec.ErrInvalid):
 		return codes.InvalidArgument
 	case errors.Is(err, trust.ErrNoUntrustedHandler):
 		return codes.FailedPrecondition

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/crisp-cri/crisp/cri/ocispec"
 	"github.com/crisp-cri/crisp/db"
 )
 
@@ -23,6 +24,7 @@ func TestCodeOf(t *testing.T) {
 		{"name reserved", fmt.Errorf("conflict: %w", db.ErrNameReserved), codes.AlreadyExists},
 		{"validation", fmt.Errorf("metadata.name is empty: %w", ErrInvalid), codes.InvalidArgument},
 		{"bad id prefix", fmt.Errorf("%w: id prefix", db.ErrInvalid), codes.InvalidArgument},
+		{"bad container config", fmt.Errorf("cpu_quota: %w", ocispec.ErrInvalid), codes.InvalidArgument},
 		{"ambiguous", fmt.Errorf("prefix ab: %w", db.ErrAmbiguous), codes.InvalidArgument},
 		{"wrong state", fmt.Errorf("sandbox is notready: %w", db.ErrWrongState), codes.FailedPrecondition},
 		{"in use", fmt.Errorf("has containers: %w", db.ErrInUse), codes.FailedPrecondition},

@@ -34,10 +34,6 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox %s/%s: %w", m.Namespace, m.Name, err)
 	}
-	if needsInfra(cfg, s.handlerType(decision.Handler)) {
-		return nil, fmt.Errorf("run pod sandbox %s/%s: pods that need an infra process (shared PID namespace, gVisor) are not supported yet: %w",
-			m.Namespace, m.Name, ErrUnimplemented)
-	}
 	blob, hash, err := configHash(cfg, decision.Handler)
 	if err != nil {
 		return nil, err
@@ -124,6 +120,16 @@ func (s *Server) setUpSandbox(ctx context.Context, row db.Sandbox, cfg *runtimea
 		undo = append(undo, func(ctx context.Context) error { return s.net.Teardown(ctx, att) })
 	}
 	_ = p
+	if needsInfra(cfg, s.handlerType(row.Handler)) {
+		undoInfra, err := s.startInfra(ctx, row, cfg, ready.NetNSPath)
+		if undoInfra != nil {
+			undo = append(undo, undoInfra)
+		}
+		if err != nil {
+			return fmt.Errorf("infra container: %w", err)
+		}
+		ready.InfraID = row.ID
+	}
 	if err := s.store.MarkSandboxReady(ctx, row.ID, ready); err != nil {
 		return fmt.Errorf("record sandbox ready: %w", err)
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -39,7 +41,7 @@ func (s *Server) stopSandbox(ctx context.Context, sb db.Sandbox) error {
 	if err != nil {
 		return err
 	}
-	if len(cs) > 0 {
+	if len(cs) > 0 || sb.InfraID != "" {
 		rt, err := s.runtimeFor(sb.Handler)
 		if err != nil {
 			return err
@@ -47,6 +49,11 @@ func (s *Server) stopSandbox(ctx context.Context, sb db.Sandbox) error {
 		for _, c := range cs {
 			if err := s.stopContainer(ctx, c, rt, 0); err != nil {
 				return fmt.Errorf("stop container %s: %w", c.ID, err)
+			}
+		}
+		if sb.InfraID != "" {
+			if err := s.stopInfra(ctx, rt, sb.InfraID); err != nil {
+				return err
 			}
 		}
 	}
@@ -101,6 +108,18 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 		}
 		if err := s.removeContainer(ctx, c, rt); err != nil {
 			return nil, fmt.Errorf("remove pod sandbox %s: container %s: %w", sb.ID, c.ID, err)
+		}
+	}
+	if sb.InfraID != "" {
+		rt, err := s.runtimeFor(sb.Handler)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.deleteInfra(ctx, rt, sb.InfraID); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)
+		}
+		if err := os.RemoveAll(filepath.Join(s.bundleDir, sb.InfraID)); err != nil {
+			return nil, err
 		}
 	}
 	if err := pod.Remove(s.podRoot, sb.ID); err != nil {

@@ -52,6 +52,7 @@ type Deps struct {
 	ClampOOMScoreAdj bool
 	HostCaps         []string            // capabilities crispd holds: what privileged grants
 	HostDevices      []specs.LinuxDevice // given to privileged containers
+	CrispdPath       string              // crispd's static binary: the infra process is `crispd pause`
 }
 
 // Server implements the CRI services. Calls whose capability has not been
@@ -77,11 +78,12 @@ type Server struct {
 	clampOOM    bool
 	hostCaps    []string
 	hostDevices []specs.LinuxDevice
+	crispdPath  string
 }
 
 // NewServer returns the CRI server over d.
 func NewServer(d Deps) *Server {
 	return &Server{store: d.Store, images: d.Images, net: d.Network, handlers: d.Handlers, trust: d.Trust,
 		podRoot: d.PodRoot, log: d.Log, runtimes: d.Runtimes, exitDir: d.ExitDir, bundleDir: d.BundleDir, attachDir: d.AttachDir,
-		clampOOM: d.ClampOOMScoreAdj, hostCaps: d.HostCaps, hostDevices: d.HostDevices}
+		clampOOM: d.ClampOOMScoreAdj, hostCaps: d.HostCaps, hostDevices: d.HostDevices, crispdPath: d.CrispdPath}
 }

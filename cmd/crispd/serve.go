@@ -120,6 +120,10 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 		trustCfg.Handlers[name] = trust.Class(h.Class)
 		runtimes[name] = oci.New(oci.Handler{Name: name, Path: h.Path, Root: h.Root, Type: h.Type, ExtraArgs: h.ExtraArgs}, cfg.Conmon, log)
 	}
+	crispdPath, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find crispd's own binary: %w", err)
+	}
 	hostCaps, err := ocispec.CurrentCapabilities()
 	if err != nil {
 		return fmt.Errorf("read crispd's capabilities: %w", err)
@@ -132,7 +136,8 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 	crisvc := cri.NewServer(cri.Deps{Store: store, Images: images, Network: netMgr, Handlers: handlers,
 		Trust: trustCfg, PodRoot: filepath.Join(cfg.RunDir, "pods"), Log: log,
 		Runtimes: runtimes, ExitDir: filepath.Join(cfg.RunDir, "exits"), BundleDir: filepath.Join(cfg.RunDir, "c"), AttachDir: filepath.Join(cfg.RunDir, "attach"),
-		ClampOOMScoreAdj: !hasCap(hostCaps, "CAP_SYS_RESOURCE"), HostCaps: hostCaps, HostDevices: hostDevices})
+		ClampOOMScoreAdj: !hasCap(hostCaps, "CAP_SYS_RESOURCE"), HostCaps: hostCaps, HostDevices: hostDevices,
+		CrispdPath: crispdPath})
 	runtimeapi.RegisterRuntimeServiceServer(criServer, crisvc)
 	runtimeapi.RegisterImageServiceServer(criServer, crisvc)
 

@@ -48,14 +48,33 @@ func moveToCgroup(pid int, parent string) error {
 	return errors.Join(errs...)
 }
 
+// removeCgroup removes the empty cgroup at path on every hierarchy,
+// v1 and v2, and ignores what cannot be removed.
+func removeCgroup(path string) {
+	_, all, err := cgroupMounts()
+	if err != nil {
+		return
+	}
+	for _, mnt := range all {
+		_ = os.Remove(filepath.Join(mnt, filepath.Clean("/"+path)))
+	}
+}
+
 // v1Mounts maps each cgroup v1 controller to its mount point.
 func v1Mounts() (map[string]string, error) {
+	v1, _, err := cgroupMounts()
+	return v1, err
+}
+
+// cgroupMounts returns the v1 controllers' mount points by controller, and
+// every cgroup mount point, v1 or v2.
+func cgroupMounts() (v1 map[string]string, all []string, err error) {
 	f, err := os.Open(mountInfo)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
-	mounts := make(map[string]string)
+	v1 = make(map[string]string)
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		// 32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
@@ -64,12 +83,19 @@ func v1Mounts() (map[string]string, error) {
 			continue
 		}
 		preFields, postFields := strings.Fields(pre), strings.Fields(post)
-		if len(preFields) < 5 || len(postFields) < 3 || postFields[0] != "cgroup" {
+		if len(preFields) < 5 || len(postFields) < 3 {
 			continue
 		}
-		for _, opt := range strings.Split(postFields[2], ",") {
-			mounts[opt] = preFields[4]
+		switch postFields[0] {
+		case "cgroup":
+			for _, opt := range strings.Split(postFields[2], ",") {
+				v1[opt] = preFields[4]
+			}
+		case "cgroup2": // no controllers to map, but a place to clean
+		default:
+			continue
 		}
+		all = append(all, preFields[4])
 	}
-	return mounts, sc.Err()
+	return v1, all, sc.Err()
 }

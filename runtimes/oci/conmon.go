@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 )
 
@@ -51,8 +53,11 @@ const (
 	conmonLogName  = "conmon.log" // conmon's stderr until it daemonises
 	ctlFifoName    = "ctl"        // control FIFO, see ReopenLog
 	attachSockName = "attach"     // attach socket with --full-attach
-	sockPathMax    = 107          // sun_path is 108 bytes with the NUL
-	cleanupTimeout = 30 * time.Second
+)
+
+const (
+	sockPathMax    = 107              // sun_path is 108 bytes with the NUL
+	cleanupTimeout = 30 * time.Second // for undoing a failed Create; runsc delete is slow
 )
 
 // Create starts conmon for the container in c.Bundle, whose config.json
@@ -253,6 +258,24 @@ func (r *Runtime) cleanupFailedCreate(ctx context.Context, c CreateOpts, log *sl
 	if _, err := r.run(ctx, nil, "delete", "--force", c.ID); err != nil && !errors.Is(err, ErrNotFound) {
 		log.Warn("cleanup after failed create", slog.Any(logkey.Err, err))
 	}
+	// runsc leaves the container's cgroup behind after a failed create.
+	if path := specCgroupsPath(c.Bundle); strings.HasPrefix(path, "/") {
+		removeCgroup(path)
+	}
+}
+
+// specCgroupsPath returns linux.cgroupsPath from the bundle's config.json,
+// or "" if it cannot.
+func specCgroupsPath(bundle string) string {
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return ""
+	}
+	var spec specs.Spec
+	if json.Unmarshal(data, &spec) != nil || spec.Linux == nil {
+		return ""
+	}
+	return spec.Linux.CgroupsPath
 }
 
 // isConmon reports whether pid is a live conmon process.

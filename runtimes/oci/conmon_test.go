@@ -34,6 +34,9 @@ func TestCreateRejectedSpec(t *testing.T) {
 			if _, err := rt.State(ctx, c.ID); !errors.Is(err, ErrNotFound) {
 				t.Errorf("State() after a failed Create = %v, want ErrNotFound", err)
 			}
+			if left, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", cgroupBase, c.ID)); len(left) > 0 {
+				t.Errorf("cgroups left after a failed Create: %v", left)
+			}
 			if conmonPid, err := readPidFile(filepath.Join(c.Bundle, conmonPidName)); err == nil {
 				if !waitFor(5*time.Second, func() bool { return !conmonAlive(conmonPid) }) {
 					t.Errorf("conmon %d still running after a failed Create", conmonPid)

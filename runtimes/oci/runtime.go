@@ -107,15 +107,28 @@ func (r *Runtime) command(ctx context.Context, args ...string) *exec.Cmd {
 func (r *Runtime) run(ctx context.Context, stdin io.Reader, args ...string) ([]byte, error) {
 	start := time.Now()
 	cmd := r.command(ctx, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &stdout, &stderr
-	cmd.WaitDelay = time.Second // a runtime child holding our pipes must not hang us
-	err := cmd.Run()
+	// Output goes to unlinked temp files, not pipes: runsc leaves children
+	// (gofer, sandbox) holding whatever the command inherited, and a pipe
+	// would then never reach EOF.
+	stdout, err := scratchFile()
+	if err != nil {
+		return nil, err
+	}
+	defer stdout.Close()
+	stderrF, err := scratchFile()
+	if err != nil {
+		return nil, err
+	}
+	defer stderrF.Close()
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderrF
+	err = cmd.Run()
 	r.log.Debug("runtime command", slog.String("args", strings.Join(args, " ")),
 		slog.Duration(logkey.Took, time.Since(start)), slog.Any(logkey.Err, err))
 	if err == nil {
-		return stdout.Bytes(), nil
+		return readAll(stdout)
 	}
+	stderrB, _ := readAll(stderrF)
+	stderr := bytes.NewBuffer(stderrB)
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return nil, fmt.Errorf("%s: %w", args[0], ctxErr)
 	}
@@ -124,6 +137,24 @@ func (r *Runtime) run(ctx context.Context, stdin io.Reader, args ...string) ([]b
 		err = &runc.ExitError{Status: ee.ExitCode()}
 	}
 	return nil, translate(err, stderr.String())
+}
+
+// scratchFile is an unlinked temp file for a command's output.
+func scratchFile() (*os.File, error) {
+	f, err := os.CreateTemp("", "crisp-runtime-out-")
+	if err != nil {
+		return nil, fmt.Errorf("runtime output file: %w", err)
+	}
+	os.Remove(f.Name())
+	return f, nil
+}
+
+// readAll reads a scratch file from its start.
+func readAll(f *os.File) ([]byte, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return io.ReadAll(f)
 }
 
 func envWithout(env []string, names ...string) []string {

@@ -1,0 +1,110 @@
+package cri
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crisp-cri/crisp/cri/ocispec"
+	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/runtimes/oci"
+	"github.com/crisp-cri/crisp/runtimes/pod"
+)
+
+// startInfra runs a pod's infra container, `crispd pause` from an empty
+// read-only rootfs (no image to pull), under the pod's handler. Its id is
+// the pod's id: under runsc it is the gVisor sandbox the pod's containers
+// join. It returns the undo of what it did.
+func (s *Server) startInfra(ctx context.Context, row db.Sandbox, cfg *runtimeapi.PodSandboxConfig, netns string) (func(context.Context) error, error) {
+	rt, err := s.runtimeFor(row.Handler)
+	if err != nil {
+		return nil, err
+	}
+	bundle := filepath.Join(s.bundleDir, row.ID)
+	rootfs := filepath.Join(bundle, "rootfs")
+	if err := os.MkdirAll(rootfs, 0o755); err != nil {
+		return nil, fmt.Errorf("create infra rootfs: %w", err)
+	}
+	undo := func(ctx context.Context) error {
+		if err := s.deleteInfra(ctx, rt, row.ID); err != nil {
+			return err
+		}
+		return os.RemoveAll(bundle)
+	}
+	p := pod.Lookup(s.podRoot, row.ID)
+	spec, err := ocispec.ForSandboxInfra(ocispec.InfraInput{
+		Sandbox: ocispec.Sandbox{
+			ID: row.ID, Handler: row.Handler, RuntimeType: rt.Handler().Type, InfraID: row.ID, NetNSPath: netns,
+			IPCNSPath: p.IPCNS, UTSNSPath: p.UTSNS, ResolvConf: p.ResolvConf, Hosts: p.Hosts, HostnameFile: p.HostnameF,
+			ShmPath: p.Shm, Privileged: row.Privileged, Config: cfg,
+		},
+		RootfsPath: rootfs, CrispdPath: s.crispdPath, ClampOOMScoreAdj: s.clampOOM,
+	})
+	if err != nil {
+		return undo, err
+	}
+	b, err := json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		return undo, err
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
+		return undo, fmt.Errorf("write infra spec: %w", err)
+	}
+	if _, err := rt.Create(ctx, oci.CreateOpts{ID: row.ID, Bundle: bundle, LogPath: filepath.Join(bundle, "infra.log"), ExitDir: s.exitDir, PersistDir: bundle, SocketDir: s.attachDir}); err != nil {
+		return undo, fmt.Errorf("create infra container in runtime %s: %w", row.Handler, err)
+	}
+	if err := rt.Start(ctx, row.ID); err != nil {
+		return undo, fmt.Errorf("start infra container: %w", err)
+	}
+	return undo, nil
+}
+
+// stopInfra kills a pod's infra container and waits for it to stop.
+func (s *Server) stopInfra(ctx context.Context, rt *oci.Runtime, id string) error {
+	if err := rt.Kill(ctx, id, syscall.SIGKILL, true); err != nil && !errors.Is(err, oci.ErrNotRunning) && !errors.Is(err, oci.ErrNotFound) {
+		return fmt.Errorf("kill infra container: %w", err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		st, err := rt.State(ctx, id)
+		if errors.Is(err, oci.ErrNotFound) || err == nil && st.Status == "stopped" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("infra container %s still %s 30s after SIGKILL", id, st.Status)
+		}
+	}
+}
+
+// deleteInfra stops and deletes a pod's infra container; a missing one is
+// no error.
+func (s *Server) deleteInfra(ctx context.Context, rt *oci.Runtime, id string) error {
+	if err := s.stopInfra(ctx, rt, id); err != nil {
+		return err
+	}
+	if err := ignoreNotFound(rt.Delete(ctx, id, true)); err != nil {
+		return fmt.Errorf("delete infra container: %w", err)
+	}
+	return os.Remove(filepath.Join(s.exitDir, id))
+}
+
+// infraPID is the pid of a pod's running infra container, 0 without one.
+func (s *Server) infraPID(ctx context.Context, rt *oci.Runtime, sb db.Sandbox) (int, error) {
+	if sb.InfraID == "" {
+		return 0, nil
+	}
+	st, err := rt.State(ctx, sb.InfraID)
+	if err != nil {
+		return 0, fmt.Errorf("infra of pod %s: %w", sb.ID, err)
+	}
+	if st.Status != "running" {
+		return 0, fmt.Errorf("infra of pod %s is %s: %w", sb.ID, st.Status, ErrPrecondition)
+	}
+	return st.PID, nil
+}
