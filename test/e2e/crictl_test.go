@@ -1,0 +1,113 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crisp-cri/crisp/test/harness"
+)
+
+// The crictl workflow of a node operator, on runc: runp, create, start,
+// exec, logs, ps, pods, inspect, inspectp, stop, rm, stopp, rmp.
+func TestCrictlPodAndContainerOnRunc(t *testing.T) {
+	harness.RequireRoot(t)
+	d := harness.Start(t)
+	image := withBusybox(t, d)
+	dir := t.TempDir()
+	pod := filepath.Join(dir, "pod.json")
+	ctr := filepath.Join(dir, "ctr.json")
+	writeJSON(t, pod, map[string]any{
+		"metadata":      map[string]any{"name": "cli", "namespace": "e2e", "uid": "uid-cli"},
+		"hostname":      "cli",
+		"log_directory": filepath.Join(dir, "logs"),
+		"labels":        map[string]string{"app": "cli"},
+		"linux":         map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"pid": 1}}},
+	})
+	writeJSON(t, ctr, map[string]any{
+		"metadata": map[string]any{"name": "web"},
+		"image":    map[string]any{"image": image},
+		"command":  []string{"sh", "-c", "echo started; exec sleep 600"},
+		"log_path": "web.log",
+	})
+	run := func(args ...string) string {
+		t.Helper()
+		out, errOut, err := d.Crictl(args...)
+		if err != nil {
+			t.Fatalf("crictl %v: %v\n%s%s", args, err, out, errOut)
+		}
+		return strings.TrimSpace(out)
+	}
+	podID := run("runp", pod)
+	ctrID := run("create", "--no-pull", podID, ctr, pod)
+	run("start", ctrID)
+	if out := run("exec", "--sync", ctrID, "hostname"); out != "cli" { // streaming exec: next
+		t.Errorf("crictl exec hostname = %q, want cli", out)
+	}
+	var logs string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if logs = run("logs", ctrID); logs != "" {
+			break
+		}
+	}
+	if logs != "started" {
+		t.Errorf("crictl logs = %q, want started", logs)
+	}
+	if ps := run("ps", "-q"); ps != ctrID {
+		t.Errorf("crictl ps -q = %q, want %s", ps, ctrID)
+	}
+	if pods := run("pods", "-q", "--label", "app=cli"); pods != podID {
+		t.Errorf("crictl pods -q = %q, want %s", pods, podID)
+	}
+	var inspect struct {
+		Status struct {
+			State string `json:"state"`
+			Image struct {
+				Image string `json:"image"`
+			} `json:"image"`
+			LogPath string `json:"logPath"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(run("inspect", ctrID)), &inspect); err != nil || inspect.Status.State != "CONTAINER_RUNNING" ||
+		inspect.Status.Image.Image != image || inspect.Status.LogPath != filepath.Join(dir, "logs", "web.log") {
+		t.Errorf("crictl inspect = %+v, %v", inspect, err)
+	}
+	var inspectp struct {
+		Status struct {
+			State   string `json:"state"`
+			Network struct {
+				IP string `json:"ip"`
+			} `json:"network"`
+		} `json:"status"`
+		Info map[string]any `json:"info"`
+	}
+	if err := json.Unmarshal([]byte(run("inspectp", podID)), &inspectp); err != nil || inspectp.Status.State != "SANDBOX_READY" ||
+		!strings.HasPrefix(inspectp.Status.Network.IP, "10.213.251.") || inspectp.Info["trustReason"] != "default" {
+		t.Errorf("crictl inspectp = %+v, %v", inspectp, err)
+	}
+	run("stop", "--timeout", "1", ctrID)
+	if ps := run("ps", "-a", "--state", "exited", "-q"); ps != ctrID {
+		t.Errorf("crictl ps -a --state exited = %q, want %s", ps, ctrID)
+	}
+	run("rm", ctrID)
+	run("stopp", podID)
+	run("rmp", podID)
+	if pods := run("pods", "-q"); pods != "" {
+		t.Errorf("crictl pods after rmp = %q, want none", pods)
+	}
+	assertNoPodLeftovers(t, d)
+}
+
+func writeJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
