@@ -88,6 +88,29 @@ func TestCrictlPodAndContainerOnRunc(t *testing.T) {
 		!strings.HasPrefix(inspectp.Status.Network.IP, "10.213.251.") || inspectp.Info["trustReason"] != "default" {
 		t.Errorf("crictl inspectp = %+v, %v", inspectp, err)
 	}
+	var stats struct {
+		Stats []struct {
+			Memory struct {
+				WorkingSetBytes struct{ Value string } `json:"workingSetBytes"`
+			} `json:"memory"`
+			CPU struct {
+				UsageCoreNanoSeconds struct{ Value string } `json:"usageCoreNanoSeconds"`
+			} `json:"cpu"`
+		} `json:"stats"`
+	}
+	if err := json.Unmarshal([]byte(run("stats", "-o", "json")), &stats); err != nil || len(stats.Stats) != 1 ||
+		stats.Stats[0].Memory.WorkingSetBytes.Value == "" || stats.Stats[0].CPU.UsageCoreNanoSeconds.Value == "" {
+		t.Errorf("crictl stats = %+v, %v; want one container with memory and CPU", stats, err)
+	}
+	// kubelet's log rotation: rename, then ask conmon to reopen.
+	logPath := filepath.Join(dir, "logs", "web.log")
+	if err := os.Rename(logPath, logPath+".1"); err != nil {
+		t.Fatal(err)
+	}
+	run("logs", "--reopen", ctrID) // crictl's name for ReopenContainerLog, then it prints the (new, empty) log
+	if _, err := os.Stat(logPath); err != nil {
+		t.Errorf("log file not reopened: %v", err)
+	}
 	run("stop", "--timeout", "1", ctrID)
 	if ps := run("ps", "-a", "--state", "exited", "-q"); ps != ctrID {
 		t.Errorf("crictl ps -a --state exited = %q, want %s", ps, ctrID)
