@@ -1,12 +1,17 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crisp-cri/crisp/test/harness"
 )
@@ -110,6 +115,12 @@ func TestCrictlPodAndContainerOnRunc(t *testing.T) {
 	run("logs", "--reopen", ctrID) // crictl's name for ReopenContainerLog, then it prints the (new, empty) log
 	if _, err := os.Stat(logPath); err != nil {
 		t.Errorf("log file not reopened: %v", err)
+	}
+	// An image a container uses stays.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := d.Images().RemoveImage(ctx, &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: image}}); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("RemoveImage(in use) = %v, want FailedPrecondition", err)
 	}
 	run("stop", "--timeout", "1", ctrID)
 	if ps := run("ps", "-a", "--state", "exited", "-q"); ps != ctrID {
