@@ -216,3 +216,14 @@ func devices(in *ContainerInput, privileged bool) ([]specs.LinuxDevice, []specs.
 	}
 	return devs, rules, nil
 }
+
+// Resources converts CRI container resources for an update of a running
+// container (UpdateContainerResources), validated as at create. A negative
+// oom_score_adj is dropped when clamp is set, since it cannot be applied.
+func Resources(r *runtimeapi.LinuxContainerResources, clamp bool) (*specs.LinuxResources, error) {
+	res, _, err := resources(r, clamp)
+	if err != nil {
+		return nil, fmt.Errorf("container resources: %w", err)
+	}
+	return res, nil
+}

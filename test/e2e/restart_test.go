@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crisp-cri/crisp/test/harness"
@@ -104,6 +106,30 @@ func TestOOMKilled(t *testing.T) {
 	}
 	if st == nil || st.Reason != "OOMKilled" || st.ExitCode != 137 {
 		t.Errorf("status = %v, want exited 137 OOMKilled", st)
+	}
+}
+
+// UpdateContainerResources changes a running container's memory limit,
+// as its cgroup shows.
+func TestUpdateContainerResources(t *testing.T) {
+	harness.RequireRoot(t)
+	d := harness.Start(t)
+	image := withBusybox(t, d)
+	_, id := runPodWithContainer(t, d, image, podConfig("elastic"), "")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := d.Runtime().UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: id,
+		Linux: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 96 << 20, CpuShares: 512}})
+	if err != nil {
+		t.Fatalf("UpdateContainerResources() = %v", err)
+	}
+	if got := execOut(t, d, id, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"); got != "100663296\n" {
+		t.Errorf("memory limit inside = %q, want 100663296", got)
+	}
+	_, err = d.Runtime().UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: id,
+		Linux: &runtimeapi.LinuxContainerResources{CpuQuota: 10}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("UpdateContainerResources(cpu_quota 10) = %v, want InvalidArgument", err)
 	}
 }
 
