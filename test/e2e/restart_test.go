@@ -143,4 +143,3 @@ func listOne(t *testing.T, d *harness.Daemon) *runtimeapi.Container {
 	}
 	return l.Containers[0]
 }
-
