@@ -22,8 +22,13 @@ func NewID() string {
 // prefixRange turns an id prefix into the half-open key range [from, to)
 // that holds every id starting with it: a range scan on the primary key.
 func prefixRange(prefix string) (from, to string, err error) {
-	if prefix == "" || len(prefix) > IDLen || strings.Trim(prefix, "0123456789abcdef") != "" {
-		return "", "", fmt.Errorf("%w: id prefix %q must be 1 to %d lowercase hex characters", ErrInvalid, prefix, IDLen)
+	if prefix == "" {
+		return "", "", fmt.Errorf("%w: empty id", ErrInvalid)
+	}
+	// No row has such an id: kubelet and critest ask to stop or remove ids
+	// of other runtimes, and must hear "not found", which they accept.
+	if len(prefix) > IDLen || strings.Trim(prefix, "0123456789abcdef") != "" {
+		return "", "", fmt.Errorf("id %q is not 1 to %d lowercase hex characters: %w", prefix, IDLen, ErrNotFound)
 	}
 	// '~' sorts after every hex digit, so prefix+"~" bounds the range.
 	return prefix, prefix + "~", nil

@@ -48,8 +48,9 @@ func TestResolvePrefix(t *testing.T) {
 		{"0", "", ErrNotFound},
 		{"abc3", "", ErrNotFound},
 		{"", "", ErrInvalid},
-		{"ABC", "", ErrInvalid},
-		{a + "0", "", ErrInvalid},
+		{"ABC", "", ErrNotFound},
+		{a + "0", "", ErrNotFound},
+		{"06b30207-b0f8-4211-b45a-26df94d303a8", "", ErrNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.prefix, func(t *testing.T) {

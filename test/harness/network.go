@@ -39,6 +39,7 @@ func testConfList(t testing.TB, dir string) string {
 // pods fails once the MAC follows a later port. Deleted at test end.
 func ensureBridge(t testing.TB) {
 	t.Helper()
+	ensureUnreachable(t)
 	if _, err := net.InterfaceByName(TestBridge); err == nil {
 		return
 	}
@@ -56,4 +57,18 @@ func ensureBridge(t testing.TB) {
 			t.Errorf("ip link del %s: %v: %s", TestBridge, err, out)
 		}
 	})
+}
+
+// ensureUnreachable routes the test subnet nowhere on the host, so that
+// nothing on the host (a test, or a tool like critest) can send a packet
+// for a pod address out through the default route.
+func ensureUnreachable(t testing.TB) {
+	t.Helper()
+	out, err := exec.Command("ip", "route", "show", TestSubnet).Output()
+	if err == nil && len(out) > 0 {
+		return
+	}
+	if out, err := exec.Command("ip", "route", "add", "unreachable", TestSubnet).CombinedOutput(); err != nil {
+		t.Fatalf("ip route add unreachable %s: %v: %s", TestSubnet, err, out)
+	}
 }
