@@ -90,12 +90,18 @@ func BenchmarkPodCycleCrisp(b *testing.B) {
 		up.add(time.Since(start))
 		start = time.Now()
 		steps := []error{
-			func() error { _, err := rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: c.ContainerId}); return err }(),
+			func() error {
+				_, err := rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: c.ContainerId})
+				return err
+			}(),
 			func() error {
 				_, err := rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: c.ContainerId})
 				return err
 			}(),
-			func() error { _, err := rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId}); return err }(),
+			func() error {
+				_, err := rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId})
+				return err
+			}(),
 			func() error {
 				_, err := rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId})
 				return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,9 +18,12 @@ import (
 	"github.com/crisp-cri/crisp/test/registry"
 )
 
-// registries.conf through CONTAINERS_REGISTRIES_CONF: a mirror of docker.io
-// on loopback (the image is on the mirror, so nothing leaves the machine),
-// a blocked registry, and unqualified-search registries for short names.
+// registries.conf through CONTAINERS_REGISTRIES_CONF: a mirror, docker.io
+// remapped to loopback, a blocked registry, and unqualified-search
+// registries for short names. Nothing here can leave the machine: a mirror
+// falls back to its primary when it fails, so the mirrored primary is a
+// closed loopback port; docker.io is remapped (prefix → location), which has
+// no fallback; a blocked registry is refused before any connection.
 func TestRegistriesConf(t *testing.T) {
 	harness.RequireRoot(t)
 	reg := registry.Start(t)
@@ -28,8 +32,13 @@ func TestRegistriesConf(t *testing.T) {
 	body := fmt.Sprintf(`unqualified-search-registries = [%[1]q]
 
 [[registry]]
-location = "docker.io"
+location = "127.0.0.1:1"
 [[registry.mirror]]
+location = %[1]q
+insecure = true
+
+[[registry]]
+prefix = "docker.io"
 location = %[1]q
 insecure = true
 
@@ -47,15 +56,19 @@ blocked = true
 		return d.Images().PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
 	}
 
-	resp, err := pull("docker.io/library/busybox:1.0")
+	mirrored, err := pull("127.0.0.1:1/library/busybox:1.0")
 	if err != nil {
-		t.Fatalf("pull through the docker.io mirror = %v", err)
+		t.Fatalf("pull through the mirror = %v", err)
 	}
 	if n := reg.ManifestGets("1.0"); n == 0 {
 		t.Errorf("the mirror served no manifest for 1.0")
 	}
+	resp, err := pull("docker.io/library/busybox:1.0")
+	if err != nil || resp.ImageRef != mirrored.ImageRef {
+		t.Fatalf("pull of docker.io remapped to loopback = %v, %v; want %s", resp, err, mirrored.ImageRef)
+	}
 	list, err := d.Images().ListImages(ctx, &runtimeapi.ListImagesRequest{Filter: &runtimeapi.ImageFilter{Image: &runtimeapi.ImageSpec{Image: "docker.io/library/busybox:1.0"}}})
-	if err != nil || len(list.Images) != 1 || list.Images[0].Id != resp.ImageRef || list.Images[0].RepoTags[0] != "docker.io/library/busybox:1.0" {
+	if err != nil || len(list.Images) != 1 || list.Images[0].Id != resp.ImageRef || !slices.Contains(list.Images[0].RepoTags, "docker.io/library/busybox:1.0") {
 		t.Errorf("ListImages(filter docker.io/library/busybox:1.0) = %v, %v; want the image under its docker.io name", list, err)
 	}
 
