@@ -99,7 +99,7 @@ func (s *Server) setUpSandbox(ctx context.Context, row db.Sandbox, cfg *runtimea
 
 	ns := nsOptions(cfg)
 	hostNet := ns.Network == runtimeapi.NamespaceMode_NODE
-	p, err := pod.Create(s.podRoot, pod.Options{
+	_, err := pod.Create(s.podRoot, pod.Options{
 		ID: row.ID, Hostname: cfg.Hostname, DNS: dnsOf(cfg), HostIPC: ns.Ipc == runtimeapi.NamespaceMode_NODE, HostUTS: hostNet,
 	})
 	if err != nil {
@@ -119,7 +119,6 @@ func (s *Server) setUpSandbox(ctx context.Context, row db.Sandbox, cfg *runtimea
 		}
 		undo = append(undo, func(ctx context.Context) error { return s.net.Teardown(ctx, att) })
 	}
-	_ = p
 	if needsInfra(cfg, s.handlerType(row.Handler)) {
 		undoInfra, err := s.startInfra(ctx, row, cfg, ready.NetNSPath)
 		if undoInfra != nil {
