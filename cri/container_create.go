@@ -81,24 +81,10 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 	if err != nil {
 		return err
 	}
-	var undo []func(context.Context) error
+	var undo undoStack
 	defer func() {
-		if retErr == nil {
-			return
-		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		var errs []error
-		for i := len(undo) - 1; i >= 0; i-- {
-			if err := undo[i](cctx); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if len(errs) == 0 {
-			errs = append(errs, s.store.DeleteContainer(cctx, row.ID))
-		}
-		if err := errors.Join(errs...); err != nil {
-			log.Error("undo of a failed CreateContainer incomplete; the reconciler will finish it", slog.Any(logkey.Err, err))
+		if retErr != nil {
+			undo.unwind(ctx, "CreateContainer", log, func(ctx context.Context) error { return s.store.DeleteContainer(ctx, row.ID) })
 		}
 	}()
 
@@ -106,7 +92,7 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 	if err != nil {
 		return err
 	}
-	undo = append(undo, func(context.Context) error { return s.images.RemoveContainer(row.ID) })
+	undo.push(func(context.Context) error { return s.images.RemoveContainer(row.ID) })
 
 	p := pod.Lookup(s.podRoot, sb.ID)
 	infraPID, err := s.infraPID(ctx, rt, sb)
@@ -139,7 +125,7 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 	if err := os.MkdirAll(bundle, 0o700); err != nil {
 		return fmt.Errorf("create bundle dir: %w", err)
 	}
-	undo = append(undo, func(context.Context) error { return os.RemoveAll(bundle) })
+	undo.push(func(context.Context) error { return os.RemoveAll(bundle) })
 	for _, dir := range []string{bundle, rootfs.Dir} {
 		if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600); err != nil {
 			return fmt.Errorf("write OCI spec: %w", err)
@@ -160,7 +146,7 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 	}); err != nil {
 		return fmt.Errorf("create in runtime %s: %w", sb.Handler, err)
 	}
-	undo = append(undo, func(ctx context.Context) error { return ignoreNotFound(rt.Delete(ctx, row.ID, true)) })
+	undo.push(func(ctx context.Context) error { return ignoreNotFound(rt.Delete(ctx, row.ID, true)) })
 	return s.store.SetContainerState(ctx, row.ID, db.ContainerCreated, db.ContainerCreating)
 }
 

@@ -2,7 +2,6 @@ package cri
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -76,24 +75,10 @@ func (s *Server) joinSandbox(ctx context.Context, id string) (*runtimeapi.RunPod
 // creating. On failure it undoes them on a fresh context and deletes the
 // row; if that cleanup fails, the row stays for the reconciler.
 func (s *Server) setUpSandbox(ctx context.Context, row db.Sandbox, cfg *runtimeapi.PodSandboxConfig, log *slog.Logger) (retErr error) {
-	var undo []func(context.Context) error
+	var undo undoStack
 	defer func() {
-		if retErr == nil {
-			return
-		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		var errs []error
-		for i := len(undo) - 1; i >= 0; i-- {
-			if err := undo[i](cctx); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if len(errs) == 0 {
-			errs = append(errs, s.store.DeleteSandbox(cctx, row.ID))
-		}
-		if err := errors.Join(errs...); err != nil {
-			log.Error("undo of a failed RunPodSandbox incomplete; the reconciler will finish it", slog.Any(logkey.Err, err))
+		if retErr != nil {
+			undo.unwind(ctx, "RunPodSandbox", log, func(ctx context.Context) error { return s.store.DeleteSandbox(ctx, row.ID) })
 		}
 	}()
 
@@ -105,24 +90,24 @@ func (s *Server) setUpSandbox(ctx context.Context, row db.Sandbox, cfg *runtimea
 	if err != nil {
 		return fmt.Errorf("prepare pod dir: %w", err)
 	}
-	undo = append(undo, func(context.Context) error { return pod.Remove(s.podRoot, row.ID) })
+	undo.push(func(context.Context) error { return pod.Remove(s.podRoot, row.ID) })
 
 	ready := db.Ready{}
 	if !hostNet {
 		if ready.NetNSPath, err = s.net.NewNetNS(row.ID); err != nil {
 			return fmt.Errorf("create network namespace: %w", err)
 		}
-		undo = append(undo, func(context.Context) error { return s.net.RemoveNetNS(ready.NetNSPath) })
+		undo.push(func(context.Context) error { return s.net.RemoveNetNS(ready.NetNSPath) })
 		att := attachment(row, ready.NetNSPath, cfg)
 		if ready.IPs, err = s.net.Setup(ctx, att); err != nil {
 			return fmt.Errorf("set up pod network: %w", err)
 		}
-		undo = append(undo, func(ctx context.Context) error { return s.net.Teardown(ctx, att) })
+		undo.push(func(ctx context.Context) error { return s.net.Teardown(ctx, att) })
 	}
 	if needsInfra(cfg, s.handlerType(row.Handler)) {
 		undoInfra, err := s.startInfra(ctx, row, cfg, ready.NetNSPath)
 		if undoInfra != nil {
-			undo = append(undo, undoInfra)
+			undo.push(undoInfra)
 		}
 		if err != nil {
 			return fmt.Errorf("infra container: %w", err)
