@@ -68,7 +68,7 @@ flags override the file. With no flags crispd uses /run/crisp/crisp.sock,
 	pf.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (config log_level)")
 	pf.StringVar(&f.logFormat, "log-format", "", "auto, text or json (config log_format)")
 
-	root.AddCommand(newPauseCommand())
+	root.AddCommand(newPauseCommand(), newMonitorCommand())
 	root.AddCommand(&cobra.Command{
 		Use:   "config",
 		Short: "Print the effective configuration as commented TOML",

@@ -6,6 +6,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/crisp-cri/crisp/runtimes/oci"
 )
 
 // newPauseCommand is the built-in infra process: what a pause image's
@@ -34,6 +36,27 @@ func newPauseCommand() *cobra.Command {
 				}
 			}
 			return nil
+		},
+	}
+}
+
+// newMonitorCommand is the monitor of a container inside a gVisor pod,
+// where conmon cannot be (runsc starts no process of its own for such a
+// container): it records the exit and writes the CRI log. Started by
+// crispd, it outlives it. It loads no config and opens nothing of crispd's.
+func newMonitorCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:                "monitor",
+		Short:              "Monitor a container in a gVisor pod (used by crispd, not by hand)",
+		Hidden:             true,
+		DisableFlagParsing: true, // the monitor's own flags; it re-runs itself with the same argv
+		SilenceUsage:       true,
+		RunE: func(_ *cobra.Command, args []string) error {
+			a, err := oci.ParseMonitorArgs(args)
+			if err != nil {
+				return err
+			}
+			return oci.RunMonitor(a)
 		},
 	}
 }

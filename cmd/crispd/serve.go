@@ -107,6 +107,10 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 	if err != nil {
 		return err
 	}
+	crispdPath, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find crispd's own binary: %w", err)
+	}
 	runtimes := map[string]*oci.Runtime{}
 	var handlers []cri.Handler
 	var infoHandlers []*adminpb.RuntimeHandler
@@ -118,11 +122,8 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 		handlers = append(handlers, cri.Handler{Name: name, Type: h.Type, Class: h.Class, Path: h.Path, Root: h.Root})
 		infoHandlers = append(infoHandlers, &adminpb.RuntimeHandler{Name: name, Class: h.Class, Path: h.Path, Root: h.Root})
 		trustCfg.Handlers[name] = trust.Class(h.Class)
-		runtimes[name] = oci.New(oci.Handler{Name: name, Path: h.Path, Root: h.Root, Type: h.Type, ExtraArgs: h.ExtraArgs}, cfg.Conmon, log)
-	}
-	crispdPath, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("find crispd's own binary: %w", err)
+		runtimes[name] = oci.New(oci.Handler{Name: name, Path: h.Path, Root: h.Root, Type: h.Type, ExtraArgs: h.ExtraArgs,
+			Monitor: []string{crispdPath, "monitor"}}, cfg.Conmon, log)
 	}
 	hostCaps, err := ocispec.CurrentCapabilities()
 	if err != nil {

@@ -2,20 +2,15 @@ package oci
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
-
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 )
@@ -65,13 +60,19 @@ const (
 // the container's init pid once conmon reports it on the sync pipe. It does
 // not start the container: call Start.
 //
+// On a runsc handler, a sub-container of a gVisor pod (its spec's
+// io.kubernetes.cri.container-type annotation is "container") gets crisp's
+// own monitor instead (Handler.Monitor, see RunMonitor), because conmon
+// takes it for dead at once; the pid returned is then the sandbox's, as
+// runsc reports it.
+//
 // If the runtime rejects the container (a bad spec, a missing rootfs),
 // the error carries the runtime's message. If ctx ends first, Create kills
-// conmon, force-deletes whatever the runtime made and returns an error
+// the monitor, force-deletes whatever the runtime made and returns an error
 // wrapping ctx's error; give ctx a deadline, or a hung runtime blocks
 // Create. After any failure nothing of the container is left running.
-// conmon outlives ctx and the calling process once Create has returned
-// successfully. Safe for concurrent use with distinct ids.
+// The monitor outlives ctx and the calling process once Create has
+// returned successfully. Safe for concurrent use with distinct ids.
 func (r *Runtime) Create(ctx context.Context, c CreateOpts) (pid int, retErr error) {
 	start := time.Now()
 	if err := ctx.Err(); err != nil {
@@ -81,6 +82,13 @@ func (r *Runtime) Create(ctx context.Context, c CreateOpts) (pid int, retErr err
 		return 0, fmt.Errorf("create %s: %w", c.ID, err)
 	}
 	log := r.log.With(slog.String(logkey.Container, c.ID))
+	mon := r.conmonProc(c)
+	if r.isRunsc() && isSubcontainer(c.Bundle) {
+		var err error
+		if mon, err = r.monitorProc(c); err != nil {
+			return 0, fmt.Errorf("create %s: %w", c.ID, err)
+		}
+	}
 
 	syncR, syncW, err := os.Pipe()
 	if err != nil {
@@ -93,58 +101,77 @@ func (r *Runtime) Create(ctx context.Context, c CreateOpts) (pid int, retErr err
 		return 0, fmt.Errorf("create %s: %w", c.ID, err)
 	}
 	defer startW.Close()
-	conmonLog, err := os.OpenFile(filepath.Join(c.Bundle, conmonLogName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	monLog, err := os.OpenFile(filepath.Join(c.Bundle, mon.logName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		syncW.Close()
 		startR.Close()
 		return 0, fmt.Errorf("create %s: %w", c.ID, err)
 	}
-	defer conmonLog.Close()
+	defer monLog.Close()
 
-	// Not CommandContext: conmon must outlive ctx and this process.
-	cmd := exec.Command(r.conmon, r.conmonArgs(c)...)
+	// Not CommandContext: the monitor must outlive ctx and this process.
+	cmd := exec.Command(mon.path, mon.args...)
 	cmd.Dir = c.Bundle
-	cmd.Env = append(envWithout(os.Environ(), "NOTIFY_SOCKET", "_OCI_SYNCPIPE", "_OCI_STARTPIPE"),
-		"_OCI_SYNCPIPE=3", "_OCI_STARTPIPE=4")
+	cmd.Env = append(envWithout(os.Environ(), "NOTIFY_SOCKET", syncPipeEnv, startPipeEnv, monitorStageEnv),
+		syncPipeEnv+"=3", startPipeEnv+"=4")
 	cmd.ExtraFiles = []*os.File{syncW, startR} // fds 3 and 4
-	cmd.Stderr = conmonLog
+	cmd.Stderr = monLog
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()
 	syncW.Close()
 	startR.Close()
 	if err != nil {
-		return 0, fmt.Errorf("create %s: start conmon: %w", c.ID, err)
+		return 0, fmt.Errorf("create %s: start %s: %w", c.ID, mon.name, err)
 	}
 
 	defer func() {
 		if retErr != nil {
-			r.cleanupFailedCreate(ctx, c, log)
+			r.cleanupFailedCreate(ctx, c, mon, log)
 		}
 	}()
-	// conmon waits for this byte, so that it and the runtime start in the
-	// right cgroup.
+	// The monitor waits for this byte, so that it and the runtime start
+	// in the right cgroup.
 	if c.CgroupParent != "" {
 		if err := moveToCgroup(cmd.Process.Pid, c.CgroupParent); err != nil {
-			log.Warn("conmon stays in crisp's cgroup", slog.String("cgroup", c.CgroupParent), slog.Any(logkey.Err, err))
+			log.Warn(mon.name+" stays in crisp's cgroup", slog.String("cgroup", c.CgroupParent), slog.Any(logkey.Err, err))
 		}
 	}
 	if _, err := startW.Write([]byte{0}); err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		return 0, fmt.Errorf("create %s: signal conmon: %w", c.ID, err)
+		return 0, fmt.Errorf("create %s: signal %s: %w", c.ID, mon.name, err)
 	}
 	startW.Close()
-	// conmon double-forks: this returns within milliseconds.
+	// Both monitors double-fork: this returns within milliseconds.
 	if err := cmd.Wait(); err != nil {
-		return 0, fmt.Errorf("create %s: conmon: %w%s", c.ID, err, tailOf(conmonLog.Name()))
+		return 0, fmt.Errorf("create %s: %s: %w%s", c.ID, mon.name, err, tailOf(monLog.Name()))
 	}
 
-	pid, err = readSyncPipe(ctx, syncR)
+	pid, err = readSyncPipe(ctx, syncR, mon.name)
 	if err != nil {
-		return 0, fmt.Errorf("create %s: %w%s", c.ID, err, tailOf(conmonLog.Name()))
+		return 0, fmt.Errorf("create %s: %w%s", c.ID, err, tailOf(monLog.Name()))
 	}
-	log.Debug("container created", slog.Int("pid", pid), slog.Duration(logkey.Took, time.Since(start)))
+	log.Debug("container created", slog.String("monitor", mon.name), slog.Int("pid", pid), slog.Duration(logkey.Took, time.Since(start)))
 	return pid, nil
+}
+
+// monitorProc is the per-container monitor Create launches: conmon, or
+// crisp's own for runsc sub-containers. Both speak conmon's sync and
+// start pipe protocol, write their own pid into the bundle and
+// double-fork.
+type monitorProc struct {
+	name    string // for messages: "conmon" or "monitor"
+	path    string
+	args    []string
+	logName string             // bundle file that gets the monitor's stderr
+	pidName string             // bundle file with the monitor's own pid
+	isAlive func(pid int) bool // whether pid is still this monitor
+}
+
+// conmonProc is conmon for c, which prepare has checked.
+func (r *Runtime) conmonProc(c CreateOpts) monitorProc {
+	return monitorProc{name: "conmon", path: r.conmon, args: r.conmonArgs(c),
+		logName: conmonLogName, pidName: conmonPidName, isAlive: isConmon}
 }
 
 // prepare checks c, makes Bundle absolute and creates the directories
@@ -177,7 +204,7 @@ func (r *Runtime) prepare(c *CreateOpts) error {
 		}
 	}
 	// Stale pid files would make cleanupFailedCreate signal a stranger.
-	for _, f := range []string{pidFileName, conmonPidName} {
+	for _, f := range []string{pidFileName, conmonPidName, monitorPidName} {
 		if err := os.Remove(filepath.Join(bundle, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
@@ -220,39 +247,13 @@ func (r *Runtime) conmonArgs(c CreateOpts) []string {
 	return args
 }
 
-// syncMessage is what conmon (--api-version 1) writes on the sync pipe.
-type syncMessage struct {
-	Data    int    `json:"data"`
-	Message string `json:"message,omitempty"`
-}
-
-// readSyncPipe waits for conmon's first sync message: the container pid,
-// or -1 and the runtime's error output.
-func readSyncPipe(ctx context.Context, r *os.File) (int, error) {
-	stop := context.AfterFunc(ctx, func() { _ = r.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
-	var m syncMessage
-	err := json.NewDecoder(r).Decode(&m)
-	switch {
-	case err == nil && m.Data > 0:
-		return m.Data, nil
-	case err == nil:
-		return 0, fmt.Errorf("runtime failed: %s", runtimeMessage(m.Message))
-	case ctx.Err() != nil:
-		return 0, fmt.Errorf("wait for conmon: %w", ctx.Err())
-	case errors.Is(err, io.EOF):
-		return 0, errors.New("conmon exited without reporting a pid")
-	default:
-		return 0, fmt.Errorf("read conmon sync pipe: %w", err)
-	}
-}
-
-// cleanupFailedCreate stops conmon if it is still there (its runtime child
-// dies with it: conmon sets PDEATHSIG) and force-deletes the container.
-func (r *Runtime) cleanupFailedCreate(ctx context.Context, c CreateOpts, log *slog.Logger) {
+// cleanupFailedCreate stops the monitor if it is still there (its runtime
+// child dies with it: both monitors set PDEATHSIG) and force-deletes the
+// container.
+func (r *Runtime) cleanupFailedCreate(ctx context.Context, c CreateOpts, mon monitorProc, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	if pid, err := readPidFile(filepath.Join(c.Bundle, conmonPidName)); err == nil && isConmon(pid) {
+	if pid, err := readPidFile(filepath.Join(c.Bundle, mon.pidName)); err == nil && mon.isAlive(pid) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	if _, err := r.run(ctx, nil, "delete", "--force", c.ID); err != nil && !errors.Is(err, ErrNotFound) {
@@ -262,49 +263,4 @@ func (r *Runtime) cleanupFailedCreate(ctx context.Context, c CreateOpts, log *sl
 	if path := specCgroupsPath(c.Bundle); strings.HasPrefix(path, "/") {
 		removeCgroup(path)
 	}
-}
-
-// specCgroupsPath returns linux.cgroupsPath from the bundle's config.json,
-// or "" if it cannot.
-func specCgroupsPath(bundle string) string {
-	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
-	if err != nil {
-		return ""
-	}
-	var spec specs.Spec
-	if json.Unmarshal(data, &spec) != nil || spec.Linux == nil {
-		return ""
-	}
-	return spec.Linux.CgroupsPath
-}
-
-// isConmon reports whether pid is a live conmon process.
-func isConmon(pid int) bool {
-	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	return err == nil && strings.TrimSpace(string(comm)) == "conmon"
-}
-
-func readPidFile(path string) (int, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("bad pid file %s: %q", path, b)
-	}
-	return pid, nil
-}
-
-// tailOf returns "; conmon.log: <last bytes>" for error messages, or "".
-func tailOf(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil || len(strings.TrimSpace(string(b))) == 0 {
-		return ""
-	}
-	const max = 512
-	if len(b) > max {
-		b = b[len(b)-max:]
-	}
-	return fmt.Sprintf(" (%s: %s)", filepath.Base(path), strings.TrimSpace(string(b)))
 }

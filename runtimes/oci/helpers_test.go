@@ -176,6 +176,15 @@ func cleanupContainer(t *testing.T, rt *Runtime, c CreateOpts) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+	if pid, err := readPidFile(filepath.Join(c.Bundle, monitorPidName)); err == nil {
+		if !waitFor(5*time.Second, func() bool { return !isMonitorOf(pid, c.ID) }) {
+			t.Errorf("cleanup: monitor %d still running; killing it", pid)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	if data, err := os.ReadFile(filepath.Join(c.Bundle, monitorLogName)); err == nil && strings.Contains(string(data), "DATA RACE") {
+		t.Errorf("race in the monitor:\n%s", data)
+	}
 	removeTestCgroups(t, c.ID)
 }
 

@@ -1,8 +1,10 @@
 // Package oci runs OCI containers for one runtime handler (runc or runsc),
-// with conmon as each container's monitor. It owns the runtime's state root,
-// the conmon invocation, the runtime's command line (state, start, kill,
-// delete, exec, update, events) and the files conmon leaves behind: exit
-// files, OOM markers and the log-reopen control FIFO.
+// with conmon as each container's monitor, except for the sub-containers
+// of a gVisor pod, which conmon cannot watch: they get crisp's own monitor
+// (RunMonitor), which leaves the same files behind. It owns the runtime's
+// state root, the monitor invocation, the runtime's command line (state,
+// start, kill, delete, exec, update, events) and the files the monitors
+// leave behind: exit files, OOM markers and the log-reopen control FIFO.
 //
 // It knows nothing of SQL, gRPC or CRI: it imports nothing from crisp's db or
 // cri packages, only runtimes/logkey for slog attribute keys. Container ids
@@ -29,7 +31,6 @@ import (
 	"time"
 
 	runc "github.com/containerd/go-runc"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 )
@@ -41,6 +42,12 @@ type Handler struct {
 	Root      string   // the runtime's own state root (--root); one per handler
 	Type      string   // TypeRunc or TypeRunsc; anything else is treated as runc
 	ExtraArgs []string // extra global args, e.g. runsc's --network=host, --oci-seccomp
+	// Monitor is the command line prefix that runs RunMonitor, crisp's
+	// own monitor for the sub-containers of a gVisor pod, which conmon
+	// cannot watch: crispd wires {"/path/to/crispd", "monitor"}, and Create
+	// appends the monitor's own flags (see ParseMonitorArgs). Without it,
+	// Create refuses runsc sub-containers.
+	Monitor []string
 }
 
 // Runtime types. They select the command-line quirks of the runtime.
@@ -75,6 +82,7 @@ func New(h Handler, conmonPath string, log *slog.Logger) *Runtime {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h.ExtraArgs = append([]string(nil), h.ExtraArgs...)
+	h.Monitor = append([]string(nil), h.Monitor...)
 	return &Runtime{h: h, conmon: conmonPath, log: log.With(slog.String(logkey.Runtime, h.Name))}
 }
 
@@ -82,6 +90,7 @@ func New(h Handler, conmonPath string, log *slog.Logger) *Runtime {
 func (r *Runtime) Handler() Handler {
 	h := r.h
 	h.ExtraArgs = append([]string(nil), r.h.ExtraArgs...)
+	h.Monitor = append([]string(nil), r.h.Monitor...)
 	return h
 }
 
@@ -174,8 +183,19 @@ func envWithout(env []string, names ...string) []string {
 }
 
 // Start starts a created container's process. It returns an error wrapping
-// ErrNotFound or ErrNotRunning (the container has stopped).
+// ErrNotFound or ErrNotRunning (the container has stopped). A runsc
+// sub-container is started by its monitor, which owns the container's
+// stdio (see RunMonitor): Start asks it over <bundle>/monitor.sock.
 func (r *Runtime) Start(ctx context.Context, id string) error {
+	if r.isRunsc() {
+		// If state fails, start will fail too, and say why as before.
+		if st, err := r.State(ctx, id); err == nil && isSubcontainer(st.Bundle) {
+			if err := startMonitored(ctx, st.Bundle); err != nil {
+				return fmt.Errorf("start %s: %w", id, err)
+			}
+			return nil
+		}
+	}
 	if _, err := r.run(ctx, nil, "start", id); err != nil {
 		return fmt.Errorf("start %s: %w", id, err)
 	}
@@ -262,70 +282,4 @@ func fromContainer(c *runc.Container) State {
 		s.PID = 0
 	}
 	return s
-}
-
-// Update changes a running container's cgroup resources. A nil res is a
-// no-op. runsc has no update command, so on a runsc handler it returns an
-// error wrapping ErrUnsupported without running anything; otherwise errors
-// wrap ErrNotFound or ErrNotRunning where they apply.
-func (r *Runtime) Update(ctx context.Context, id string, res *specs.LinuxResources) error {
-	if r.isRunsc() {
-		return fmt.Errorf("update %s: handler %s (runsc) cannot change resources: %w", id, r.h.Name, ErrUnsupported)
-	}
-	if res == nil {
-		return nil
-	}
-	data, err := json.Marshal(res)
-	if err != nil {
-		return fmt.Errorf("update %s: %w", id, err)
-	}
-	if _, err := r.run(ctx, bytes.NewReader(data), "update", "--resources=-", id); err != nil {
-		return fmt.Errorf("update %s: %w", id, err)
-	}
-	return nil
-}
-
-// Stats is a container's resource usage at one moment.
-type Stats struct {
-	Timestamp             time.Time
-	CPUUsageNanos         uint64 // cumulative CPU time
-	MemoryUsageBytes      uint64
-	MemoryWorkingSetBytes uint64 // usage minus inactive file pages, as the kubelet counts it
-	Pids                  uint64
-}
-
-// Stats reads the container's cgroup statistics through the runtime's
-// `events --stats`. It returns an error wrapping ErrNotFound or
-// ErrNotRunning where the runtime reports them.
-func (r *Runtime) Stats(ctx context.Context, id string) (*Stats, error) {
-	now := time.Now()
-	out, err := r.run(ctx, nil, "events", "--stats", id)
-	if err != nil {
-		return nil, fmt.Errorf("stats of %s: %w", id, err)
-	}
-	var ev runc.Event
-	if err := json.Unmarshal(out, &ev); err != nil {
-		return nil, fmt.Errorf("stats of %s: parse %q: %w", id, out, err)
-	}
-	if ev.Stats == nil {
-		return nil, fmt.Errorf("stats of %s: runtime sent a %q event without data", id, ev.Type)
-	}
-	m := ev.Stats.Memory
-	ws := m.Usage.Usage
-	inactive, ok := m.Raw["total_inactive_file"] // cgroup v1
-	if !ok {
-		inactive = m.Raw["inactive_file"] // cgroup v2
-	}
-	if inactive < ws {
-		ws -= inactive
-	} else {
-		ws = 0
-	}
-	return &Stats{
-		Timestamp:             now,
-		CPUUsageNanos:         ev.Stats.Cpu.Usage.Total,
-		MemoryUsageBytes:      m.Usage.Usage,
-		MemoryWorkingSetBytes: ws,
-		Pids:                  ev.Stats.Pids.Current,
-	}, nil
 }

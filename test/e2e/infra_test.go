@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,6 +47,44 @@ func execOut(t *testing.T, d *harness.Daemon, id string, cmd ...string) string {
 		t.Fatalf("exec %v = %v (exit %d, stderr %q)", cmd, err, r.GetExitCode(), r.GetStderr())
 	}
 	return string(r.Stdout)
+}
+
+// A pod annotated untrusted runs under runsc, as runsc itself reports, and
+// its container runs inside the pod's gVisor sandbox.
+func TestUntrustedPodRunsOnRunsc(t *testing.T) {
+	harness.RequireRoot(t)
+	harness.RequireTool(t, "runsc")
+	d := harness.Start(t)
+	image := withBusybox(t, d)
+	pc := podConfig("sandboxed")
+	pc.Annotations = map[string]string{"io.kubernetes.cri.untrusted-workload": "true"}
+	podID, ctrID := runPodWithContainer(t, d, image, pc, "")
+
+	if !listed(t, "runsc", filepath.Join(d.RunDir, "runsc"), podID) || !listed(t, "runsc", filepath.Join(d.RunDir, "runsc"), ctrID) {
+		t.Errorf("runsc list lacks the pod's sandbox %s or its container %s", podID, ctrID)
+	}
+	if listed(t, "runc", filepath.Join(d.RunDir, "runc"), ctrID) {
+		t.Errorf("runc lists the untrusted container")
+	}
+	// gVisor's kernel answers inside the container, not the host's.
+	host, _ := os.ReadFile("/proc/version")
+	if v := execOut(t, d, ctrID, "cat", "/proc/version"); v == string(host) || !strings.Contains(v, "4.4.0") {
+		t.Errorf("/proc/version inside = %q, want gVisor's (4.4.0), not the host's", v)
+	}
+	out, _, _ := d.Crispctl("sql", "--csv", "SELECT handler, trust, trust_reason FROM pods")
+	if !strings.Contains(out, "runsc,untrusted,annotation") {
+		t.Errorf("pods row = %q, want runsc,untrusted,annotation", out)
+	}
+	// It stops like any container: SIGTERM (143), or SIGKILL after the grace (137).
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := d.Runtime().StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: ctrID, Timeout: 1}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := d.Runtime().ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctrID})
+	if err != nil || st.Status.State != runtimeapi.ContainerState_CONTAINER_EXITED || (st.Status.ExitCode != 143 && st.Status.ExitCode != 137) {
+		t.Errorf("after stop: %v, %v; want exited 143 or 137", st.GetStatus(), err)
+	}
 }
 
 // A pod sharing its PID namespace gets crisp's built-in infra as PID 1.

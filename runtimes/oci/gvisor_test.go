@@ -1,0 +1,218 @@
+package oci
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// newGVisorRuntime is the runsc test runtime with the test binary as
+// its sub-container monitor.
+func newGVisorRuntime(t *testing.T) *Runtime {
+	t.Helper()
+	h := newTestRuntime(t, TypeRunsc).Handler()
+	h.Monitor = testMonitor(t)
+	return New(h, conmonBin, nil)
+}
+
+// annotate sets the pod annotations in the bundle's config.json.
+func annotate(t *testing.T, bundle, typ, sandboxID string) {
+	t.Helper()
+	spec, err := readSpec(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Annotations = map[string]string{
+		"io.kubernetes.cri.container-type": typ,
+		"io.kubernetes.cri.sandbox-id":     sandboxID,
+	}
+	data, err := json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startSandbox creates and starts a gVisor pod's sandbox container
+// through conmon and returns it with its pid (the runsc sandbox's).
+func startSandbox(t *testing.T, rt *Runtime) (CreateOpts, int) {
+	t.Helper()
+	ctx := testCtx(t)
+	sb := newBundle(t, rt, []string{"sleep", "1000"}, nil)
+	annotate(t, sb.Bundle, "sandbox", sb.ID)
+	pid, err := rt.Create(ctx, sb)
+	if err != nil {
+		t.Fatalf("Create(sandbox) = %v", err)
+	}
+	if err := rt.Start(ctx, sb.ID); err != nil {
+		t.Fatalf("Start(sandbox) = %v", err)
+	}
+	return sb, pid
+}
+
+// newSubcontainer writes the bundle of a container joining sandboxID.
+func newSubcontainer(t *testing.T, rt *Runtime, sandboxID string, args []string) CreateOpts {
+	t.Helper()
+	c := newBundle(t, rt, args, nil)
+	annotate(t, c.Bundle, "container", sandboxID)
+	return c
+}
+
+// waitExitFile waits up to d for the container's exit file.
+func waitExitFile(t *testing.T, c CreateOpts, d time.Duration) int32 {
+	t.Helper()
+	var code int32
+	ok := waitFor(d, func() bool {
+		var done bool
+		code, _, done, _ = ReadExit(c.ExitDir, "", c.ID)
+		return done
+	})
+	if !ok {
+		t.Fatalf("no exit file for %s within %v", c.ID, d)
+	}
+	persisted, _, _, err := ReadExit("", c.PersistDir, c.ID)
+	if err != nil || persisted != code {
+		t.Errorf("persist dir exit = %d, %v, want %d", persisted, err, code)
+	}
+	return code
+}
+
+// TestGVisorPod runs containers inside one gVisor sandbox, each watched
+// by crisp's monitor, with real runsc and the test binary as monitor.
+func TestGVisorPod(t *testing.T) {
+	rt := newGVisorRuntime(t)
+	sb, sbPid := startSandbox(t, rt)
+	t.Run("lifecycle", func(t *testing.T) { testSubcontainerLifecycle(t, rt, sb.ID, sbPid) })
+	t.Run("exit code", func(t *testing.T) {
+		ctx := testCtx(t)
+		c := newSubcontainer(t, rt, sb.ID, []string{"sh", "-c", "echo bye; sleep 0.2; exit 3"})
+		if _, err := rt.Create(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		if err := rt.Start(ctx, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		if code := waitExitFile(t, c, 5*time.Second); code != 3 {
+			t.Errorf("exit code = %d, want 3", code)
+		}
+		checkCRILog(t, waitLogLines(t, c.LogPath, 1), map[string]string{"bye": "stdout"})
+		if err := rt.Delete(ctx, c.ID, false); err != nil {
+			t.Errorf("Delete() = %v", err)
+		}
+	})
+	t.Run("launcher exits", func(t *testing.T) { testMonitorOutlivesLauncher(t, rt, sb.ID) })
+	t.Run("deleted unstarted", func(t *testing.T) {
+		ctx := testCtx(t)
+		c := newSubcontainer(t, rt, sb.ID, []string{"sleep", "1000"})
+		if _, err := rt.Create(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		monPid, ok := monitorPid(c.Bundle, c.ID)
+		if !ok {
+			t.Fatal("no monitor after Create")
+		}
+		if err := rt.Delete(ctx, c.ID, true); err != nil {
+			t.Fatal(err)
+		}
+		if code := waitExitFile(t, c, 5*time.Second); code != killedExitCode {
+			t.Errorf("exit code = %d, want %d", code, killedExitCode)
+		}
+		if !waitFor(5*time.Second, func() bool { return !isMonitorOf(monPid, c.ID) }) {
+			t.Errorf("monitor %d still running after Delete", monPid)
+		}
+	})
+	t.Run("started elsewhere", func(t *testing.T) {
+		ctx := testCtx(t)
+		c := newSubcontainer(t, rt, sb.ID, []string{"sleep", "1000"})
+		if _, err := rt.Create(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		// A plain runsc start, not through the monitor: the monitor
+		// notices within a second and still records the exit.
+		if _, err := rt.run(ctx, nil, "start", c.ID); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		if err := rt.Kill(ctx, c.ID, syscall.SIGKILL, false); err != nil {
+			t.Fatal(err)
+		}
+		if code := waitExitFile(t, c, 2*time.Second); code != 137 {
+			t.Errorf("exit code = %d, want 137", code)
+		}
+	})
+	t.Run("rejected", func(t *testing.T) {
+		ctx := testCtx(t)
+		c := newSubcontainer(t, rt, "crisptest-no-such-sandbox", []string{"true"})
+		_, err := rt.Create(ctx, c)
+		if err == nil || !strings.Contains(err.Error(), "runtime failed") {
+			t.Fatalf("Create(no such sandbox) = %v, want the runtime's error", err)
+		}
+		t.Logf("rejected: %v", err)
+		if _, err := rt.State(ctx, c.ID); !errors.Is(err, ErrNotFound) {
+			t.Errorf("State() after a failed Create = %v, want ErrNotFound", err)
+		}
+		if pid, err := readPidFile(filepath.Join(c.Bundle, monitorPidName)); err == nil {
+			if !waitFor(5*time.Second, func() bool { return !isMonitorOf(pid, c.ID) }) {
+				t.Errorf("monitor %d still running after a failed Create", pid)
+			}
+		}
+	})
+	t.Run("start fails", func(t *testing.T) {
+		ctx := testCtx(t)
+		c := newSubcontainer(t, rt, sb.ID, []string{"true"})
+		if err := os.RemoveAll(filepath.Join(c.Bundle, "rootfs")); err != nil {
+			t.Fatal(err)
+		}
+		// runsc checks the rootfs of a sub-container only when it starts.
+		if _, err := rt.Create(ctx, c); err != nil {
+			t.Fatalf("Create(no rootfs) = %v", err)
+		}
+		err := rt.Start(ctx, c.ID)
+		if err == nil || !strings.Contains(err.Error(), "starting container") {
+			t.Fatalf("Start(no rootfs) = %v, want runsc's error", err)
+		}
+		t.Logf("Start(no rootfs) = %v", err)
+		// runsc's message went to the container's stderr pipe, not the log.
+		if data, err := os.ReadFile(c.LogPath); err != nil || len(data) > 0 {
+			t.Errorf("log after a failed start = %q, %v, want it empty", data, err)
+		}
+	})
+}
+
+// TestGVisorSandboxDies: when the sandbox dies under a running
+// sub-container, runsc wait fails (EOF from the dead sandbox), and the
+// monitor records the sub-container as killed.
+func TestGVisorSandboxDies(t *testing.T) {
+	rt := newGVisorRuntime(t)
+	ctx := testCtx(t)
+	sb, _ := startSandbox(t, rt)
+	c := newSubcontainer(t, rt, sb.ID, []string{"sleep", "1000"})
+	if _, err := rt.Create(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Start(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	monPid, ok := monitorPid(c.Bundle, c.ID)
+	if !ok {
+		t.Fatal("no monitor")
+	}
+	killed := time.Now()
+	if err := rt.Kill(ctx, sb.ID, syscall.SIGKILL, false); err != nil {
+		t.Fatal(err)
+	}
+	if code := waitExitFile(t, c, 2*time.Second); code != killedExitCode {
+		t.Errorf("exit code = %d, want %d", code, killedExitCode)
+	}
+	t.Logf("sub-container exit recorded %v after the sandbox was killed", time.Since(killed))
+	if !waitFor(5*time.Second, func() bool { return !isMonitorOf(monPid, c.ID) }) {
+		t.Errorf("monitor %d still running", monPid)
+	}
+}

@@ -1,0 +1,153 @@
+package oci
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// MonitorArgs describe one container for RunMonitor. Create builds them
+// from its CreateOpts and the handler; crispd's hidden monitor command
+// gets them back with ParseMonitorArgs.
+type MonitorArgs struct {
+	ID          string
+	Bundle      string   // absolute; holds config.json and the monitor's files
+	Runtime     string   // the runsc binary
+	RuntimeRoot string   // runsc --root
+	RuntimeArgs []string // further global runsc args, e.g. --network=host
+	LogPath     string   // CRI log file (k8s-file format)
+	ExitDir     string   // gets <ID>, the exit code
+	PersistDir  string   // gets "exit", the exit code again
+}
+
+// Files crisp's monitor keeps in the bundle, besides conmon's pidfile
+// (the container pid) and ctl (the log-reopen FIFO).
+const (
+	monitorPidName  = "monitor.pid"  // the monitor's own pid
+	monitorLogName  = "monitor.log"  // the monitor's stderr
+	monitorSockName = "monitor.sock" // start requests, see startMonitored
+)
+
+// monitorStageEnv marks the detached second stage of the monitor.
+const monitorStageEnv = "_CRISP_MONITOR_STAGE"
+
+// argv is the command line ParseMonitorArgs reads back.
+func (a MonitorArgs) argv() []string {
+	args := []string{"--id=" + a.ID, "--bundle=" + a.Bundle, "--runtime=" + a.Runtime,
+		"--runtime-root=" + a.RuntimeRoot}
+	for _, ra := range a.RuntimeArgs {
+		args = append(args, "--runtime-arg="+ra)
+	}
+	return append(args, "--log-path="+a.LogPath, "--exit-dir="+a.ExitDir, "--persist-dir="+a.PersistDir)
+}
+
+// ParseMonitorArgs parses the monitor's command line: everything Create
+// puts after Handler.Monitor. crispd's monitor command passes its
+// arguments here and the result to RunMonitor.
+func ParseMonitorArgs(argv []string) (MonitorArgs, error) {
+	var a MonitorArgs
+	fs := flag.NewFlagSet("monitor", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&a.ID, "id", "", "container id")
+	fs.StringVar(&a.Bundle, "bundle", "", "bundle directory")
+	fs.StringVar(&a.Runtime, "runtime", "", "runsc binary")
+	fs.StringVar(&a.RuntimeRoot, "runtime-root", "", "runsc --root")
+	fs.Func("runtime-arg", "global runsc argument (repeatable)", func(s string) error {
+		a.RuntimeArgs = append(a.RuntimeArgs, s)
+		return nil
+	})
+	fs.StringVar(&a.LogPath, "log-path", "", "CRI log file")
+	fs.StringVar(&a.ExitDir, "exit-dir", "", "exit file directory")
+	fs.StringVar(&a.PersistDir, "persist-dir", "", "persist directory")
+	if err := fs.Parse(argv); err != nil {
+		return MonitorArgs{}, fmt.Errorf("monitor: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return MonitorArgs{}, fmt.Errorf("monitor: unexpected arguments %q", fs.Args())
+	}
+	return a, a.validate()
+}
+
+func (a MonitorArgs) validate() error {
+	if a.ID == "" || strings.ContainsAny(a.ID, "/\x00") || a.ID == "." || a.ID == ".." {
+		return fmt.Errorf("monitor: invalid container id %q", a.ID)
+	}
+	for name, v := range map[string]string{"--bundle": a.Bundle, "--runtime": a.Runtime,
+		"--runtime-root": a.RuntimeRoot, "--log-path": a.LogPath, "--exit-dir": a.ExitDir,
+		"--persist-dir": a.PersistDir} {
+		if v == "" {
+			return fmt.Errorf("monitor: no %s", name)
+		}
+	}
+	if !filepath.IsAbs(a.Bundle) {
+		return fmt.Errorf("monitor: bundle %s is not absolute", a.Bundle)
+	}
+	return nil
+}
+
+// RunMonitor is crisp's per-container monitor for the sub-containers of a
+// gVisor pod, which conmon cannot watch: `runsc create` of a container
+// joining a sandbox leaves no process for conmon to wait for, so conmon
+// reports it dead (exit -1) at once. crispd runs it as a hidden
+// subcommand (Handler.Monitor); it is not meant to be run by hand.
+//
+// It speaks conmon's launch protocol (_OCI_STARTPIPE, _OCI_SYNCPIPE) and
+// detaches like conmon: the first call waits for the start byte, re-runs
+// the same binary with the same arguments in a new session and returns
+// nil at once; the caller should exit then. That second process, whose
+// parent becomes PID 1, is the monitor. It runs `runsc create`, writes
+// the container pid (the sandbox's) on the sync pipe and serves
+// <bundle>/monitor.sock, through which Runtime.Start has it run
+// `runsc start` with stdout and stderr pipes it owns (runsc hands the
+// stdio of `start`, not of `create`, to a sub-container). It copies the
+// container's output into LogPath in CRI format, reopens that file on
+// "2 ..." lines in the <bundle>/ctl FIFO (ReopenLog), waits with
+// `runsc wait`, and writes the exit code to <ExitDir>/<ID> and
+// <PersistDir>/exit through temporary files, as conmon does. A container
+// that vanishes or stops before it is started counts as killed (137).
+// The container's stdin is /dev/null; there is no terminal, attach
+// socket or OOM marker.
+func RunMonitor(a MonitorArgs) error {
+	if err := a.validate(); err != nil {
+		return err
+	}
+	if os.Getenv(monitorStageEnv) == "2" {
+		return runMonitor(a)
+	}
+	return detachMonitor()
+}
+
+// detachMonitor is the monitor's first stage: it waits for the launcher's
+// start byte, starts the second stage in a new session and returns.
+func detachMonitor() error {
+	syncW := pipeFromEnv(syncPipeEnv)
+	if startR := pipeFromEnv(startPipeEnv); startR != nil {
+		var b [1]byte
+		n, _ := startR.Read(b[:])
+		startR.Close()
+		if n == 0 {
+			return errors.New("monitor: the launcher closed the start pipe")
+		}
+	}
+	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
+	cmd.Args[0] = os.Args[0]
+	cmd.Env = append(envWithout(os.Environ(), monitorStageEnv, syncPipeEnv, startPipeEnv), monitorStageEnv+"=2")
+	if syncW != nil {
+		cmd.ExtraFiles = []*os.File{syncW} // fd 3
+		cmd.Env = append(cmd.Env, syncPipeEnv+"=3")
+	}
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		err = fmt.Errorf("monitor: detach: %w", err)
+		_ = writeSync(syncW, syncMessage{Data: -1, Message: err.Error()})
+		return err
+	}
+	return cmd.Process.Release()
+}
