@@ -47,9 +47,18 @@ func (l *latencies) report(b *testing.B) {
 
 // BenchmarkPodCycleCrisp: RunPodSandbox + CreateContainer + StartContainer
 // ("up") and StopContainer + RemoveContainer + StopPodSandbox +
-// RemovePodSandbox ("down") through crispd's CRI socket, for the runc
-// handler. Run with -benchtime 50x for the 50 iterations of the issue.
+// RemovePodSandbox ("down") through crispd's CRI socket, on runc and on
+// runsc (a pod annotated untrusted). Run with -benchtime 50x for the 50
+// iterations of the issue.
 func BenchmarkPodCycleCrisp(b *testing.B) {
+	b.Run("runc", func(b *testing.B) { podCycle(b, nil) })
+	b.Run("runsc", func(b *testing.B) {
+		harness.RequireTool(b, "runsc")
+		podCycle(b, map[string]string{"io.kubernetes.cri.untrusted-workload": "true"})
+	})
+}
+
+func podCycle(b *testing.B, annotations map[string]string) {
 	harness.RequireRoot(b)
 	d := harness.Start(b)
 	reg := registry.Start(b)
@@ -70,7 +79,8 @@ func BenchmarkPodCycleCrisp(b *testing.B) {
 		i++
 		name := fmt.Sprintf("bench-%d", i)
 		pc := &runtimeapi.PodSandboxConfig{
-			Metadata: &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "bench", Uid: "uid-" + name},
+			Metadata:    &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "bench", Uid: "uid-" + name},
+			Annotations: annotations,
 			Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
 				NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}}},
 		}
