@@ -11,6 +11,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crisp-cri/crisp/cri/stream"
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/runtimes/network"
 	"github.com/crisp-cri/crisp/runtimes/oci"
@@ -79,6 +80,7 @@ type Server struct {
 	hostCaps    []string
 	hostDevices []specs.LinuxDevice
 	crispdPath  string
+	streams     *stream.Server
 }
 
 // NewServer returns the CRI server over d.

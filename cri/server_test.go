@@ -67,7 +67,7 @@ func TestServerOverUnixSocket(t *testing.T) {
 	if err != nil || len(st.RuntimeHandlers) != 1 || st.Info["config"] == "" {
 		t.Errorf("Status(verbose) = %v, %v; want one handler and config info", st, err)
 	}
-	if _, err := rt.Attach(ctx, &runtimeapi.AttachRequest{}); status.Code(err) != codes.Unimplemented {
+	if _, err := rt.PodSandboxStats(ctx, &runtimeapi.PodSandboxStatsRequest{}); status.Code(err) != codes.Unimplemented {
 		t.Errorf("ListContainers() = %v, want Unimplemented until the runtime issue", err)
 	}
 	resp, err := admin.ReconcileNow(ctx, &adminpb.ReconcileNowRequest{DryRun: true})

@@ -23,6 +23,7 @@ import (
 	"github.com/crisp-cri/crisp/cri"
 	"github.com/crisp-cri/crisp/cri/adminpb"
 	"github.com/crisp-cri/crisp/cri/ocispec"
+	"github.com/crisp-cri/crisp/cri/stream"
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/reconciler"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
@@ -139,6 +140,15 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 		Runtimes: runtimes, ExitDir: filepath.Join(cfg.RunDir, "exits"), BundleDir: filepath.Join(cfg.RunDir, "c"), AttachDir: filepath.Join(cfg.RunDir, "attach"),
 		ClampOOMScoreAdj: !hasCap(hostCaps, "CAP_SYS_RESOURCE"), HostCaps: hostCaps, HostDevices: hostDevices,
 		CrispdPath: crispdPath})
+	streams, err := stream.New(stream.Config{Addr: cfg.StreamAddress}, crisvc.StreamTargets(), log.With(slog.String("service", "stream")))
+	if err != nil {
+		return err
+	}
+	if err := streams.Start(); err != nil {
+		return fmt.Errorf("start the streaming server: %w", err)
+	}
+	defer streams.Stop()
+	crisvc.SetStreams(streams)
 	runtimeapi.RegisterRuntimeServiceServer(criServer, crisvc)
 	runtimeapi.RegisterImageServiceServer(criServer, crisvc)
 

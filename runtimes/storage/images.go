@@ -193,7 +193,8 @@ func (s *Store) Remove(ctx context.Context, ref string) error {
 			return fmt.Errorf("remove image %s (%s): container %s uses it: %w", ref, img.ID, c.ID, ErrImageInUse)
 		}
 	}
-	if _, err := s.store.DeleteImage(img.ID, true); err != nil && !errors.Is(err, cstorage.ErrImageUnknown) {
+	if _, err := s.store.DeleteImage(img.ID, true); err != nil && !errors.Is(err, cstorage.ErrImageUnknown) && !errors.Is(err, cstorage.ErrNotAnImage) {
+		// A concurrent RemoveImage got there first: the image is gone, as asked.
 		return fmt.Errorf("remove image %s: %w", img.ID, err)
 	}
 	return nil

@@ -49,8 +49,12 @@ func TestCrictlPodAndContainerOnRunc(t *testing.T) {
 	podID := run("runp", pod)
 	ctrID := run("create", "--no-pull", podID, ctr, pod)
 	run("start", ctrID)
-	if out := run("exec", "--sync", ctrID, "hostname"); out != "cli" { // streaming exec: next
-		t.Errorf("crictl exec hostname = %q, want cli", out)
+	if out := run("exec", "--sync", ctrID, "hostname"); out != "cli" {
+		t.Errorf("crictl exec --sync hostname = %q, want cli", out)
+	}
+	// Streaming exec through crispd's streaming server.
+	if out := run("exec", ctrID, "sh", "-c", "echo streamed; id -u"); out != "streamed\n0" {
+		t.Errorf("crictl exec (streaming) = %q, want streamed and uid 0", out)
 	}
 	var logs string
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {

@@ -62,9 +62,9 @@ func TestDaemonServesCRIAndAdmin(t *testing.T) {
 	}
 
 	// What is not built yet says so rather than pretending.
-	_, err = d.Runtime().Attach(ctx, &runtimeapi.AttachRequest{})
+	_, err = d.Runtime().PodSandboxStats(ctx, &runtimeapi.PodSandboxStatsRequest{})
 	if status.Code(err) != codes.Unimplemented {
-		t.Errorf("Attach() = %v, want Unimplemented", err)
+		t.Errorf("PodSandboxStats() = %v, want Unimplemented", err)
 	}
 
 	// Socket permissions: CRI 0660, admin 0600.

@@ -34,13 +34,14 @@ type Config struct {
 	LogFormat   string `toml:"log_format" help:"auto (colour text on a terminal, JSON otherwise), text or json."`
 	PauseImage  string `toml:"pause_image" help:"Image for the infra process of pods that need one (shared PID namespace, gVisor). Empty means crispd's built-in infra: a read-only rootfs holding crispd itself, nothing to pull."`
 
-	Conmon     string             `toml:"conmon" help:"conmon, the per-container monitor that outlives crispd."`
-	Trust      Trust              `toml:"trust" help:"Which runtime handler runs a pod: the trust policy (see README)."`
-	Network    Network            `toml:"network" help:"Pod networking through CNI."`
-	Storage    Storage            `toml:"storage" help:"Image and container storage (go.podman.io/storage)."`
-	SQLite     SQLite             `toml:"sqlite" help:"The state database."`
-	Reconciler Reconciler         `toml:"reconciler" help:"The reconciler, which makes the database agree with the node."`
-	Runtimes   map[string]Handler `toml:"runtimes" help:"OCI runtime handlers by name (the RuntimeClass handler)."`
+	StreamAddress string             `toml:"stream_address" help:"Where the exec/attach/port-forward streaming server listens: a loopback address (kubelet proxies to it); port 0 picks a free port."`
+	Conmon        string             `toml:"conmon" help:"conmon, the per-container monitor that outlives crispd."`
+	Trust         Trust              `toml:"trust" help:"Which runtime handler runs a pod: the trust policy (see README)."`
+	Network       Network            `toml:"network" help:"Pod networking through CNI."`
+	Storage       Storage            `toml:"storage" help:"Image and container storage (go.podman.io/storage)."`
+	SQLite        SQLite             `toml:"sqlite" help:"The state database."`
+	Reconciler    Reconciler         `toml:"reconciler" help:"The reconciler, which makes the database agree with the node."`
+	Runtimes      map[string]Handler `toml:"runtimes" help:"OCI runtime handlers by name (the RuntimeClass handler)."`
 }
 
 // Trust is the trust policy's configuration.
