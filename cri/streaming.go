@@ -103,7 +103,7 @@ func (t StreamTargets) NetNS(ctx context.Context, podID string) (string, error) 
 		return "", err
 	}
 	if sb.NetNSPath == "" {
-		return "", fmt.Errorf("pod %s uses the host network; port-forward to the host port instead: %w", sb.ID, ErrPrecondition)
+		return "/proc/self/ns/net", nil // a host-network pod: crispd's own, the host's
 	}
 	return sb.NetNSPath, nil
 }
