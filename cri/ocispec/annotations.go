@@ -20,6 +20,21 @@ const (
 	AnnotationLogPath          = "io.crisp.log-path"
 )
 
+// Annotations from which the reconciler rebuilds a container's database
+// row when the database is lost, together with AnnotationImageRef,
+// AnnotationLogPath and the pod's keys above (see rebuild.go).
+const (
+	AnnotationCrispSandboxID = "io.crisp.sandbox-id"     // crisp's pod id (runsc's grouping id may differ)
+	AnnotationCrispName      = "io.crisp.container-name" // crisp's full container name
+	AnnotationKubeName       = "io.crisp.kube-name"      // metadata.name
+	AnnotationAttempt        = "io.crisp.attempt"        // metadata.attempt
+	AnnotationLabels         = "io.crisp.labels"         // CRI labels, a JSON object
+	AnnotationCRIAnnotations = "io.crisp.annotations"    // CRI annotations, a JSON object
+	AnnotationImage          = "io.crisp.image"          // the image as requested
+	AnnotationHandler        = "io.crisp.handler"        // the pod's runtime handler
+	AnnotationConfig         = "io.crisp.config"         // the CRI ContainerConfig, deterministic protobuf, base64
+)
+
 // Values of AnnotationContainerType: runsc starts a gVisor sandbox for a
 // "sandbox" and joins the one named by AnnotationSandboxID for a
 // "container".
@@ -65,7 +80,7 @@ func podAnnotations(out map[string]string, sb *Sandbox, containerType string) {
 	}
 }
 
-func containerAnnotations(in *ContainerInput) map[string]string {
+func containerAnnotations(in *ContainerInput) (map[string]string, error) {
 	out := userAnnotations(in.Config.Annotations)
 	podAnnotations(out, &in.Sandbox, ContainerTypeContainer)
 	if n := in.Config.GetMetadata().GetName(); n != "" {
@@ -83,6 +98,9 @@ func containerAnnotations(in *ContainerInput) map[string]string {
 	if in.LogPath != "" {
 		out[AnnotationLogPath] = in.LogPath
 	}
+	if err := rowAnnotations(out, in); err != nil {
+		return nil, err
+	}
 	maps.Copy(out, in.Annotations)
-	return out
+	return out, nil
 }

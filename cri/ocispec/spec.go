@@ -201,7 +201,9 @@ func forContainer(in *ContainerInput) (*specs.Spec, error) {
 	if s.Linux.CgroupsPath, err = cgroupsPath(in.Sandbox.cgroupParent(), in.ID); err != nil {
 		return nil, err
 	}
-	s.Annotations = containerAnnotations(in)
+	if s.Annotations, err = containerAnnotations(in); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
