@@ -1,14 +1,14 @@
 package cri
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"path/filepath"
 	"regexp"
 
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crisp-cri/crisp/db"
 )
 
 // sandboxName is a pod's unique name, as kubelet expects runtimes to build
@@ -30,13 +30,7 @@ func configHash(m proto.Message, extra ...string) (blob []byte, hash string, err
 	if err != nil {
 		return nil, "", err
 	}
-	h := sha256.New()
-	h.Write(blob)
-	for _, e := range extra {
-		h.Write([]byte{0})
-		h.Write([]byte(e))
-	}
-	return blob, hex.EncodeToString(h.Sum(nil)), nil
+	return blob, db.ConfigHash(blob, extra...), nil
 }
 
 // dnsLabel is what Kubernetes accepts in names that end up in paths and
