@@ -24,6 +24,8 @@ var (
 	ErrInUse = errors.New("in use")
 	// ErrInvalid: the row breaks a CHECK constraint (a bad state, a bad id).
 	ErrInvalid = errors.New("invalid")
+	// ErrCorrupt: the database file is not a database, or is damaged.
+	ErrCorrupt = errors.New("database file is corrupt")
 )
 
 // translate turns driver errors into the store's sentinels by SQLite's
@@ -47,6 +49,11 @@ func translate(err error) error {
 		return fmt.Errorf("%w: %v", ErrInUse, err)
 	case sqlite3.SQLITE_CONSTRAINT_CHECK, sqlite3.SQLITE_CONSTRAINT_NOTNULL:
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	// Primary codes: the low byte of the extended one.
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	return err
 }

@@ -224,6 +224,23 @@ func TestEveryQueryRuns(t *testing.T) {
 			}
 			return err
 		}},
+		{"GetNodeValue", func() error {
+			if v, err := s.NodeValue(ctx, NodeBootID); err != nil || v != "" {
+				return fmt.Errorf("NodeValue() of nothing = %q, %v", v, err)
+			}
+			return nil
+		}},
+		{"SetNodeValue", func() error {
+			for _, want := range []string{"boot-1", "boot-2"} {
+				if err := s.SetNodeValue(ctx, NodeBootID, want); err != nil {
+					return err
+				}
+				if v, err := s.NodeValue(ctx, NodeBootID); err != nil || v != want {
+					return fmt.Errorf("NodeValue() = %q, %v; want %q", v, err, want)
+				}
+			}
+			return nil
+		}},
 	}
 	covered := map[string]bool{}
 	for _, e := range exercise {

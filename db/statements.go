@@ -52,6 +52,9 @@ type statements struct {
 
 	InsertReconcileRun string
 	ListReconcileRuns  string
+
+	GetNodeValue string
+	SetNodeValue string
 }
 
 var queryHeader = regexp.MustCompile(`^--\s*name:\s*(\S+)\s*(\S*)\s*$`)

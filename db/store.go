@@ -66,7 +66,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	s := &Store{db: dbx, q: q, now: time.Now}
 	if err := migrate(ctx, dbx, &q); err != nil {
 		dbx.Close()
-		return nil, fmt.Errorf("migrate state database %s: %w", path, err)
+		return nil, fmt.Errorf("migrate state database %s: %w", path, translate(err))
 	}
 	return s, nil
 }
@@ -95,10 +95,10 @@ func (s *Store) Close() error {
 func (s *Store) QuickCheck(ctx context.Context) error {
 	var res []string
 	if err := s.db.SelectContext(ctx, &res, s.q.QuickCheck); err != nil {
-		return fmt.Errorf("quick_check: %w", err)
+		return fmt.Errorf("quick_check: %w", translate(err))
 	}
 	if len(res) != 1 || res[0] != "ok" {
-		return fmt.Errorf("quick_check: %v", res)
+		return fmt.Errorf("quick_check: %v: %w", res, ErrCorrupt)
 	}
 	return nil
 }

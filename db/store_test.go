@@ -1,8 +1,10 @@
 package db
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -34,7 +36,7 @@ func TestMigrateFromEmpty(t *testing.T) {
 	if err := s.db.SelectContext(ctx, &tables, "SELECT name FROM sqlite_schema WHERE type IN ('table','view') AND name NOT LIKE 'sqlite_%' ORDER BY name"); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"containers", "containers_view", "events", "labels", "names", "pods", "recent_events", "reconcile_history", "reconcile_runs", "sandboxes", "schema_migrations"}
+	want := []string{"containers", "containers_view", "events", "labels", "names", "node_state", "pods", "recent_events", "reconcile_history", "reconcile_runs", "sandboxes", "schema_migrations"}
 	if !reflect.DeepEqual(tables, want) {
 		t.Errorf("tables = %v, want %v", tables, want)
 	}
@@ -216,5 +218,21 @@ func TestRollbackOnError(t *testing.T) {
 	}
 	if n, _ := s.Names(ctx); len(n) != 0 {
 		t.Errorf("Names() = %v, want none", n)
+	}
+}
+
+// A file that is not a database fails Open with ErrCorrupt, so crispd can
+// tell it from a database it merely cannot lock.
+func TestOpenCorruptFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	if err := os.WriteFile(path, bytes.Repeat([]byte("not a database "), 512), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(context.Background(), path, Options{})
+	if err == nil {
+		s.Close()
+	}
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open(garbage) = %v, want ErrCorrupt", err)
 	}
 }
