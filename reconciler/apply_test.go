@@ -25,6 +25,27 @@ type fakeNode struct {
 	exits     map[string]int32
 	destroyed []string
 	removed   []string
+	resources []Resource
+	cleaned   []string // object/owner/path
+}
+
+func (f *fakeNode) Resources(context.Context) ([]Resource, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Resource(nil), f.resources...), nil
+}
+
+func (f *fakeNode) Clean(_ context.Context, r Resource) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, have := range f.resources {
+		if have.Owner == r.Owner && have.Path == r.Path {
+			f.resources = append(f.resources[:i], f.resources[i+1:]...)
+			break
+		}
+	}
+	f.cleaned = append(f.cleaned, string(r.Object)+"/"+r.Owner+"/"+r.Path)
+	return nil
 }
 
 func (f *fakeNode) Records(context.Context) ([]Record, error) {
@@ -121,7 +142,7 @@ type scene struct {
 func newScene(t *testing.T) *scene {
 	ctx := context.Background()
 	sc := &scene{store: openStore(t), node: newFakeNode()}
-	sc.rec = New(sc.store, sc.node, sc.node, Config{Grace: time.Minute}, quietLog())
+	sc.rec = New(sc.store, sc.node, sc.node, sc.node, Config{Grace: time.Minute}, quietLog())
 
 	sc.ready = newSandbox("ready", db.SandboxReady)
 	sc.creatingPod = newSandbox("half-made", db.SandboxCreating)
@@ -249,7 +270,7 @@ func TestApplyRepairsEveryKind(t *testing.T) {
 func TestApplyIdempotent(t *testing.T) {
 	ctx := context.Background()
 	sc := newScene(t)
-	snap, err := Observe(ctx, sc.store, sc.node, sc.node)
+	snap, err := Observe(ctx, sc.store, sc.node, sc.node, sc.node)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +338,7 @@ func dump(t *testing.T, s *db.Store) []string {
 // The loop runs passes every interval until its context ends.
 func TestRunLoop(t *testing.T) {
 	store := openStore(t)
-	rec := New(store, nil, nil, Config{Interval: 10 * time.Millisecond}, quietLog())
+	rec := New(store, nil, nil, nil, Config{Interval: 10 * time.Millisecond}, quietLog())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { rec.Run(ctx); close(done) }()

@@ -59,9 +59,10 @@ func TestDiff(t *testing.T) {
 			want: nil,
 		},
 		{
-			name: "in storage, no row: adopt",
-			snap: Snapshot{Stored: stored("c1"), Live: live(LiveRunning, "c1")},
-			want: []Action{{Kind: Adopt, Object: db.KindContainer, ID: id("c1"), Reason: "in storage, not in the database"}},
+			name: "in storage, no row, its pod has one: adopt, running as the runtime says",
+			snap: Snapshot{Sandboxes: []db.Sandbox{podA}, Stored: storedIn("a", "c1"), Live: livePID(LiveRunning, 42, "c1")},
+			want: []Action{{Kind: Adopt, Object: db.KindContainer, ID: id("c1"), ContainerState: db.ContainerRunning, PID: 42,
+				Reason: "in storage, not in the database"}},
 		},
 		{
 			name: "young storage record without row is left alone (a create in flight)",
@@ -180,8 +181,9 @@ func TestDiff(t *testing.T) {
 				Live: live(LiveRunning),
 			},
 			want: []Action{
-				{Kind: Adopt, Object: db.KindPod, ID: id("q"), Reason: "in storage, not in the database"},
-				{Kind: Adopt, Object: db.KindContainer, ID: id("c8"), Reason: "in storage, not in the database"},
+				{Kind: Adopt, Object: db.KindPod, ID: id("q"), SandboxState: db.SandboxReady, Reason: "in a pod dir, not in the database"},
+				{Kind: Adopt, Object: db.KindContainer, ID: id("c8"), ContainerState: db.ContainerExited, ExitCode: 255, ExitReason: "Unknown",
+					Reason: "in storage, not in the database; not running"},
 				{Kind: Forget, Object: db.KindContainer, ID: id("c9"), Handler: "runc", Reason: "gone from storage and runtime"},
 			},
 		},
@@ -194,6 +196,25 @@ func TestDiff(t *testing.T) {
 			}
 		})
 	}
+}
+
+// storedIn is container records of pod.
+func storedIn(pod string, tags ...string) map[string]Record {
+	m := stored(tags...)
+	for k, r := range m {
+		r.SandboxID = id(pod)
+		m[k] = r
+	}
+	return m
+}
+
+func livePID(status LiveStatus, pid int, tags ...string) map[string]Live {
+	m := live(status, tags...)
+	for k, l := range m {
+		l.PID = pid
+		m[k] = l
+	}
+	return m
 }
 
 func withInfra(sb db.Sandbox, tag string) db.Sandbox {

@@ -35,20 +35,22 @@ type Report struct {
 // Reconciler runs passes: on demand, at start and periodically. Passes never
 // overlap. It is safe for concurrent use.
 type Reconciler struct {
-	store   Store
-	storage Storage // nil until crisp has container storage
-	runtime Runtime // nil until crisp has OCI runtimes
-	log     *slog.Logger
-	cfg     Config
-	now     func() time.Time
+	store     Store
+	storage   Storage   // nil: storage not observed
+	runtime   Runtime   // nil: runtimes not observed
+	leftovers Leftovers // nil: other resources not observed
+	log       *slog.Logger
+	cfg       Config
+	now       func() time.Time
 
-	mu sync.Mutex // one pass at a time
+	mu       sync.Mutex // one pass at a time; guards lastBoot
+	lastBoot string     // the boot id the database held at the last observe
 }
 
-// New returns a reconciler over store and, when not nil, storage and
-// runtime. Without them it only repairs what the database alone can tell
-// (names without owners).
-func New(store Store, storage Storage, runtime Runtime, cfg Config, log *slog.Logger) *Reconciler {
+// New returns a reconciler over store and, when not nil, storage, runtime
+// and leftovers. Without storage and runtime it only repairs what the
+// database alone can tell (names without owners).
+func New(store Store, storage Storage, runtime Runtime, leftovers Leftovers, cfg Config, log *slog.Logger) *Reconciler {
 	if cfg.Interval <= 0 {
 		cfg.Interval = 30 * time.Second
 	}
@@ -58,7 +60,10 @@ func New(store Store, storage Storage, runtime Runtime, cfg Config, log *slog.Lo
 	if cfg.ActionTimeout <= 0 {
 		cfg.ActionTimeout = 30 * time.Second
 	}
-	return &Reconciler{store: store, storage: storage, runtime: runtime, cfg: cfg, log: log, now: time.Now}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 8
+	}
+	return &Reconciler{store: store, storage: storage, runtime: runtime, leftovers: leftovers, cfg: cfg, log: log, now: time.Now}
 }
 
 // Reconcile runs one pass: Observe, Diff, and Apply unless dryRun. Every
@@ -68,22 +73,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, trigger Trigger, dryRun bool
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rep := Report{Trigger: trigger, DryRun: dryRun, Started: r.now()}
-	var storage Storage
-	var runtime Runtime
-	if r.storage != nil && r.runtime != nil {
-		storage, runtime = r.storage, r.runtime
-	}
-	snap, err := Observe(ctx, r.store, storage, runtime)
+	snap, err := r.observe(ctx)
 	if err != nil {
 		rep.Err = fmt.Errorf("observe: %w", err)
 	} else {
-		actions := Diff(snap, r.now(), r.cfg.Grace)
+		grace := r.cfg.Grace
+		if trigger == TriggerStartup {
+			grace = 0 // the CRI socket is not open yet: no call can be in flight
+		}
+		actions := Diff(snap, r.now(), grace)
 		if dryRun {
 			for _, a := range actions {
 				rep.Outcomes = append(rep.Outcomes, Outcome{Action: a})
 			}
 		} else {
 			rep.Outcomes = r.Apply(ctx, actions)
+			r.recordBoot(ctx)
 		}
 	}
 	rep.Duration = r.now().Sub(rep.Started)
@@ -91,6 +96,41 @@ func (r *Reconciler) Reconcile(ctx context.Context, trigger Trigger, dryRun bool
 		return rep, errors.Join(rep.Err, err)
 	}
 	return rep, rep.Err
+}
+
+// observe takes a snapshot with whatever views of the node r has, and
+// tells whether the machine rebooted since the last pass.
+func (r *Reconciler) observe(ctx context.Context) (Snapshot, error) {
+	var storage Storage
+	var runtime Runtime
+	if r.storage != nil && r.runtime != nil {
+		storage, runtime = r.storage, r.runtime
+	}
+	snap, err := Observe(ctx, r.store, storage, runtime, r.leftovers)
+	if err != nil || r.cfg.BootID == "" {
+		return snap, err
+	}
+	last, err := r.store.NodeValue(ctx, db.NodeBootID)
+	if err != nil {
+		return snap, err
+	}
+	r.lastBoot = last
+	// No boot recorded (first start, or a lost database): the node itself
+	// says what survived.
+	snap.Rebooted = last != "" && last != r.cfg.BootID
+	return snap, nil
+}
+
+// recordBoot notes the boot of this pass, after its repairs, so that the
+// next pass does not take the node for rebooted again. A failed repair is
+// found again by the rules that do not need the boot id.
+func (r *Reconciler) recordBoot(ctx context.Context) {
+	if r.cfg.BootID == "" || r.lastBoot == r.cfg.BootID {
+		return
+	}
+	if err := r.store.SetNodeValue(ctx, db.NodeBootID, r.cfg.BootID); err != nil {
+		r.log.Error("record boot id", slog.Any("err", err))
+	}
 }
 
 func (r *Reconciler) record(ctx context.Context, rep Report) error {

@@ -13,14 +13,16 @@ import (
 	"github.com/crisp-cri/crisp/db"
 )
 
-// Record is one of crisp's records in container storage: a pod's infra or
-// a container, with the metadata crisp wrote when it created it.
+// Record is one of crisp's records on the node from which a row can be
+// rebuilt: a container's storage record, or a pod's record in its pod dir.
 type Record struct {
 	ID        string
 	Kind      db.NameKind // pod or container
 	SandboxID string      // the pod a container belongs to
 	Name      string
 	Created   time.Time
+	Infra     bool // pods: the pod has an infra container (whose id is the pod's)
+	NetNS     bool // pods: the pod has a network namespace of its own
 }
 
 // LiveStatus is what an OCI runtime says of a container.
@@ -75,9 +77,13 @@ type Snapshot struct {
 	Sandboxes  []db.Sandbox
 	Containers []db.Container
 	Names      []db.Name
-	Stored     map[string]Record // crisp's storage records, by id; nil = not observed
+	Stored     map[string]Record // crisp's records (storage, pod dirs), by id; nil = not observed
 	Live       map[string]Live   // runtime containers of all handlers, by id; nil = not observed
 	Exits      map[string]int32  // monitor exit codes, by container id
+	Resources  []Resource        // what else crisp made on the node; nil = not observed
+	// Rebooted: the machine booted since the last pass, so no process of
+	// any pod or container survived, whatever the files say.
+	Rebooted bool
 }
 
 // Store is what the reconciler needs of the database.
@@ -96,17 +102,28 @@ type Store interface {
 	ReleaseName(ctx context.Context, kind db.NameKind, name, owner string) error
 	AppendEvent(ctx context.Context, e db.Event) error
 	RecordReconcileRun(ctx context.Context, r db.ReconcileRun) error
+	NodeValue(ctx context.Context, key string) (string, error)
+	SetNodeValue(ctx context.Context, key, value string) error
 }
 
 // Observe gathers a snapshot. The order is the reverse of creation order
-// (row, then storage, then runtime): whatever the runtime lists already has
-// its storage record and row, so a container being created can never look
-// like an orphan. What changes while Observe runs is young, and Diff leaves
-// young objects alone. A nil storage or runtime (crispd without them)
-// leaves Stored and Live nil: not observed, rather than empty.
-func Observe(ctx context.Context, st Store, storage Storage, rt Runtime) (Snapshot, error) {
+// (row, then pod dir, netns, storage, then runtime): whatever the runtime
+// lists already has its storage record and row, and every resource seen
+// already has its row, so an object being created can never look like an
+// orphan. What changes while Observe runs is young, and Diff leaves young
+// objects alone. A nil storage, runtime or leftovers (crispd without them)
+// leaves Stored, Live or Resources nil: not observed, rather than empty.
+func Observe(ctx context.Context, st Store, storage Storage, rt Runtime, left Leftovers) (Snapshot, error) {
 	var s Snapshot
 	var err error
+	if left != nil && rt != nil && storage != nil {
+		if s.Resources, err = left.Resources(ctx); err != nil {
+			return s, fmt.Errorf("list node resources: %w", err)
+		}
+		if s.Resources == nil {
+			s.Resources = []Resource{} // observed, and empty
+		}
+	}
 	if rt != nil && storage != nil {
 		lives, err := rt.List(ctx)
 		if err != nil {

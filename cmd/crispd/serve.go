@@ -94,7 +94,7 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 		}
 	}()
 
-	rec := reconciler.New(store, nil, nil, reconciler.Config{
+	rec := reconciler.New(store, nil, nil, nil, reconciler.Config{
 		Interval: cfg.Reconciler.Interval.Duration, Grace: cfg.Reconciler.Grace.Duration,
 		ActionTimeout: cfg.Reconciler.ActionTimeout.Duration,
 	}, log)
