@@ -162,6 +162,8 @@ func (r *Reconciler) adoptedContainer(c db.Container, a Action) db.Container {
 	}
 	c.State = a.ContainerState
 	switch c.State {
+	case db.ContainerCreated: // its init waits to be started
+		c.PID, c.PIDStart, c.StartedAt = 0, 0, 0
 	case db.ContainerRunning:
 		c.PID = a.PID
 	case db.ContainerExited:

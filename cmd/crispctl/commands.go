@@ -72,7 +72,8 @@ func newReconcileCommand(g *globals) *cobra.Command {
 		Short: "Run a reconciler pass now and print what it repaired",
 		Long: `Ask crispd to compare its database with container storage and the OCI
 runtimes now, and repair what disagrees: adopt, forget, mark-exited,
-finish-or-rollback, orphan, release. With --dry-run nothing is changed and the
+finish-or-rollback, orphan, clean (netns, IPs, pod dirs, mounts, cgroups left
+over), release. With --dry-run nothing is changed and the
 actions a pass would take are printed. Every pass is recorded in reconcile_runs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -115,11 +116,11 @@ func printReport(cmd *cobra.Command, r *adminpb.ReconcileNowResponse) {
 			if a.Error != "" {
 				result = "failed: " + a.Error
 			}
-			id := a.Id
-			if len(id) > 13 {
-				id = id[:13]
-			}
-			if a.Name != "" {
+			id := shortObjectID(a.Id)
+			switch {
+			case id == "":
+				id = a.Name // a resource of no pod or container
+			case a.Name != "":
 				id += " (" + a.Name + ")"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.Kind, a.Object, id, a.Reason, result)
@@ -191,4 +192,13 @@ func printProto(cmd *cobra.Command, m proto.Message) error {
 	}
 	_, err = fmt.Fprintln(cmd.OutOrStdout(), string(b))
 	return err
+}
+
+// shortObjectID shortens a 64-hex id as crictl does; anything else (a
+// path, an address) is kept whole.
+func shortObjectID(id string) string {
+	if len(id) != 64 || strings.Trim(id, "0123456789abcdef") != "" {
+		return id
+	}
+	return id[:13]
 }

@@ -24,8 +24,7 @@ import (
 	"github.com/crisp-cri/crisp/cri/adminpb"
 	"github.com/crisp-cri/crisp/cri/ocispec"
 	"github.com/crisp-cri/crisp/cri/stream"
-	"github.com/crisp-cri/crisp/db"
-	"github.com/crisp-cri/crisp/reconciler"
+	"github.com/crisp-cri/crisp/reconciler/node"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 	"github.com/crisp-cri/crisp/runtimes/network"
 	"github.com/crisp-cri/crisp/runtimes/oci"
@@ -57,16 +56,9 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 	if err != nil {
 		return err
 	}
-	store, err := db.Open(ctx, cfg.Database, db.Options{Synchronous: cfg.SQLite.Synchronous})
+	store, err := openState(ctx, cfg, clean, log)
 	if err != nil {
 		return err
-	}
-	if !clean {
-		log.Warn("previous crispd did not stop cleanly; checking the database", slog.String("database", cfg.Database))
-		if err := store.QuickCheck(ctx); err != nil {
-			store.Close()
-			return fmt.Errorf("state database %s: %w", cfg.Database, err)
-		}
 	}
 	defer func() {
 		if err := store.Close(); err != nil {
@@ -75,7 +67,7 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 		}
 		// Written last, only when everything above stopped cleanly.
 		if retErr == nil {
-			retErr = writeCleanMarker(cfg.CleanMarker())
+			retErr = writeCleanMarker(cfg.CleanMarker(), bootID(cfg.Reconciler.BootIDFile))
 		}
 	}()
 
@@ -93,16 +85,6 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 			retErr = errors.Join(retErr, err)
 		}
 	}()
-
-	rec := reconciler.New(store, nil, nil, nil, reconciler.Config{
-		Interval: cfg.Reconciler.Interval.Duration, Grace: cfg.Reconciler.Grace.Duration,
-		ActionTimeout: cfg.Reconciler.ActionTimeout.Duration,
-	}, log)
-	if rep, err := rec.Reconcile(ctx, reconciler.TriggerStartup, false); err != nil {
-		return fmt.Errorf("startup reconcile: %w", err)
-	} else {
-		log.Info("startup reconcile done", slog.Int("actions", len(rep.Outcomes)), slog.Duration(logkey.Took, rep.Duration))
-	}
 
 	netMgr, err := openNetwork(cfg, log)
 	if err != nil {
@@ -126,6 +108,10 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 		runtimes[name] = oci.New(oci.Handler{Name: name, Path: h.Path, Root: h.Root, Type: h.Type, ExtraArgs: h.ExtraArgs,
 			Monitor: []string{crispdPath, "monitor"}}, cfg.Conmon, log)
 	}
+	rec := startReconciler(ctx, cfg, store, node.New(node.Config{Storage: images, Runtimes: runtimes, Network: netMgr,
+		PodRoot: filepath.Join(cfg.RunDir, "pods"), ExitDir: filepath.Join(cfg.RunDir, "exits"),
+		BundleDir: filepath.Join(cfg.RunDir, "c"), GraphRoot: cfg.Storage.GraphRoot, Log: log}), log)
+
 	hostCaps, err := ocispec.CurrentCapabilities()
 	if err != nil {
 		return fmt.Errorf("read crispd's capabilities: %w", err)
@@ -160,7 +146,7 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 			"admin_socket": cfg.AdminSocket, "database": cfg.Database,
 			"storage_graph_root": cfg.Storage.GraphRoot, "storage_run_root": cfg.Storage.RunRoot,
 		},
-		Handlers: infoHandlers, StartedUnixNano: time.Now().UnixNano(), CleanStart: clean, BootId: bootID(),
+		Handlers: infoHandlers, StartedUnixNano: time.Now().UnixNano(), CleanStart: clean, BootId: bootID(cfg.Reconciler.BootIDFile),
 	}
 	adminpb.RegisterAdminServer(adminServer, cri.NewAdminServer(adminReconciler{rec}, store, images, info))
 
@@ -290,18 +276,19 @@ func takeCleanMarker(path, database string) (bool, error) {
 }
 
 // writeCleanMarker records a clean stop with the boot it happened in.
-func writeCleanMarker(path string) error {
-	body := fmt.Sprintf("boot_id=%s\nstopped=%s\n", bootID(), time.Now().UTC().Format(time.RFC3339Nano))
+func writeCleanMarker(path, bootID string) error {
+	body := fmt.Sprintf("boot_id=%s\nstopped=%s\n", bootID, time.Now().UTC().Format(time.RFC3339Nano))
 	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
 		return fmt.Errorf("write clean-shutdown marker: %w", err)
 	}
 	return nil
 }
 
-// bootID identifies this boot of the machine: a restart of crispd keeps
-// it, a reboot changes it.
-func bootID() string {
-	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+// bootID identifies this boot of the machine, read from path (the
+// kernel's boot_id unless a test fakes it): a restart of crispd keeps it,
+// a reboot changes it.
+func bootID(path string) string {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return ""
 	}

@@ -79,6 +79,7 @@ type Reconciler struct {
 	Interval      Duration `toml:"interval" help:"Time between periodic passes (plus up to 10% jitter)."`
 	Grace         Duration `toml:"grace" help:"Objects that changed more recently than this are left alone: a CRI call may still be working on them."`
 	ActionTimeout Duration `toml:"action_timeout" help:"Time limit of each repair."`
+	BootIDFile    string   `toml:"boot_id_file" help:"Where the machine's boot id is read; a new one at start means the node rebooted (tests point it elsewhere)."`
 }
 
 // Handler is one OCI runtime handler.

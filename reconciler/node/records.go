@@ -1,0 +1,235 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/crisp-cri/crisp/cri/ocispec"
+	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/reconciler"
+	"github.com/crisp-cri/crisp/runtimes/pod"
+)
+
+// Records lists crisp's container records in storage and the pods that
+// have a record in their pod dir. A pod record that cannot be read is
+// still listed (dated by its file), so that adopting it fails and is
+// reported, and nothing of the pod is cleaned away meanwhile.
+func (n *Node) Records(context.Context) ([]reconciler.Record, error) {
+	recs, err := n.cfg.Storage.Records()
+	if err != nil {
+		return nil, err
+	}
+	var out []reconciler.Record
+	for _, r := range recs {
+		if r.Meta.Kind != string(db.KindContainer) {
+			continue
+		}
+		out = append(out, reconciler.Record{ID: r.ID, Kind: db.KindContainer, SandboxID: r.Meta.SandboxID,
+			Name: r.Meta.Name, Created: r.Meta.Created})
+	}
+	ids, err := pod.List(n.cfg.PodRoot)
+	if err != nil {
+		return nil, fmt.Errorf("list pod dirs: %w", err)
+	}
+	for _, id := range ids {
+		if !pod.HasRecord(n.cfg.PodRoot, id) {
+			continue
+		}
+		rec := reconciler.Record{ID: id, Kind: db.KindPod}
+		pr, sb, err := n.readPod(id)
+		if err != nil {
+			if fi, err := os.Stat(pod.Dir(n.cfg.PodRoot, id)); err == nil {
+				rec.Created = fi.ModTime()
+			}
+		} else {
+			rec.Name, rec.Created, rec.Infra, rec.NetNS = sb.Name, db.Time(sb.CreatedAt), pr.Infra, pr.NetNS
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
+
+func (n *Node) readPod(id string) (pod.Record, db.Sandbox, error) {
+	var sb db.Sandbox
+	pr, err := pod.ReadRecord(n.cfg.PodRoot, id)
+	if err != nil {
+		return pr, sb, notFound(err)
+	}
+	if err := json.Unmarshal(pr.Row, &sb); err != nil {
+		return pr, sb, fmt.Errorf("pod record of %s: %w", id, err)
+	}
+	if sb.ID != id || sb.Name == "" || len(sb.Config) == 0 {
+		return pr, sb, fmt.Errorf("pod record of %s describes %q (%q)", id, sb.ID, sb.Name)
+	}
+	return pr, sb, nil
+}
+
+// Rebuild reads back the row of a pod or container record. The state is
+// the reconciler's to set, from the runtime.
+func (n *Node) Rebuild(_ context.Context, rec reconciler.Record) (reconciler.Rebuilt, error) {
+	if rec.Kind == db.KindPod {
+		sb, err := n.rebuildSandbox(rec.ID)
+		return reconciler.Rebuilt{Sandbox: &sb}, err
+	}
+	c, err := n.rebuildContainer(rec.ID)
+	return reconciler.Rebuilt{Container: &c}, err
+}
+
+func (n *Node) rebuildSandbox(id string) (db.Sandbox, error) {
+	pr, sb, err := n.readPod(id)
+	if err != nil {
+		return sb, err
+	}
+	sb.State, sb.NetNSPath, sb.IPs, sb.InfraID = db.SandboxNotReady, "", nil, ""
+	if pr.Infra {
+		sb.InfraID = id
+	}
+	if pr.NetNS {
+		pins, err := n.cfg.Network.Pins()
+		if err != nil {
+			return sb, err
+		}
+		sb.NetNSPath = pins[id]
+	}
+	allocs, err := n.cfg.Network.Allocations()
+	if err != nil {
+		return sb, err
+	}
+	for ip, owner := range allocs {
+		if owner == id {
+			sb.IPs = append(sb.IPs, ip)
+		}
+	}
+	sortIPs(sb.IPs)
+	return sb, nil
+}
+
+// sortIPs puts IPv4 addresses first, as CNI's result had them.
+func sortIPs(ips []string) {
+	sort.Slice(ips, func(i, j int) bool {
+		a, _ := netip.ParseAddr(ips[i])
+		b, _ := netip.ParseAddr(ips[j])
+		if a.Is4() != b.Is4() {
+			return a.Is4()
+		}
+		return a.Less(b)
+	})
+}
+
+func (n *Node) rebuildContainer(id string) (db.Container, error) {
+	var c db.Container
+	rec, err := n.cfg.Storage.Record(id)
+	if err != nil {
+		return c, notFound(err)
+	}
+	spec, err := n.readSpec(id)
+	if err != nil {
+		return c, err
+	}
+	row, err := ocispec.ReadRow(spec.Annotations)
+	if err != nil {
+		return c, fmt.Errorf("config.json of container %s: %w", id, err)
+	}
+	c = db.Container{
+		ID: id, SandboxID: row.SandboxID, Name: row.Name, KubeName: row.KubeName, Attempt: row.Attempt,
+		Image: row.Image, ImageRef: row.ImageRef, LogPath: row.LogPath, Labels: row.Labels, Annotations: row.Annotations,
+		Config: row.Config, ConfigHash: db.ConfigHash(row.Config, row.SandboxID), CreatedAt: rec.Meta.Created.UnixNano(),
+	}
+	bundle := filepath.Join(n.cfg.BundleDir, id)
+	if pid, err := readPid(filepath.Join(bundle, "pidfile")); err == nil {
+		// Init was spawned at create; its start is the closest to started_at
+		// that the node keeps.
+		if ticks, at, ok := procStart(pid); ok {
+			c.PIDStart, c.StartedAt = ticks, at.UnixNano()
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(n.cfg.ExitDir, id)); err == nil {
+		c.FinishedAt = fi.ModTime().UnixNano()
+	}
+	return c, nil
+}
+
+// specAnnotations is the part of config.json Rebuild reads.
+type specAnnotations struct {
+	Annotations map[string]string `json:"annotations"`
+}
+
+// readSpec reads the container's config.json: the copy beside its storage
+// record, which outlives a reboot, else the bundle's.
+func (n *Node) readSpec(id string) (specAnnotations, error) {
+	var spec specAnnotations
+	var paths []string
+	if dir, err := n.cfg.Storage.ContainerDir(id); err == nil {
+		paths = append(paths, filepath.Join(dir, "config.json"))
+	}
+	paths = append(paths, filepath.Join(n.cfg.BundleDir, id, "config.json"))
+	var errs []error
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := json.Unmarshal(b, &spec); err != nil {
+			return spec, fmt.Errorf("%s: %w", p, err)
+		}
+		return spec, nil
+	}
+	return spec, fmt.Errorf("config.json of container %s: %w", id, errors.Join(errs...))
+}
+
+func readPid(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+// procStart returns pid's start time, in clock ticks after boot (what the
+// CRI server stores as pid_start) and as a wall time.
+func procStart(pid int) (uint64, time.Time, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, time.Time{}, false
+	}
+	// The command name may hold spaces; fields resume after its ')'.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 20 {
+		return 0, time.Time{}, false
+	}
+	ticks, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return 0, time.Time{}, false
+	}
+	boot, ok := bootTime()
+	if !ok {
+		return ticks, time.Time{}, true
+	}
+	const hz = 100 // USER_HZ on Linux
+	return ticks, boot.Add(time.Duration(ticks) * time.Second / hz), true
+}
+
+// bootTime is when the machine booted, from /proc/stat's btime.
+func bootTime() (time.Time, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return time.Time{}, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "btime "); ok {
+			s, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return time.Unix(s, 0), err == nil
+		}
+	}
+	return time.Time{}, false
+}
