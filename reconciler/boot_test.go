@@ -149,8 +149,18 @@ func TestCleanFailureIsReported(t *testing.T) {
 	ctx := context.Background()
 	store := openStore(t)
 	node := &failingClean{fakeNode: newFakeNode()}
-	node.resources = []Resource{{Object: ObjCgroup, Owner: db.NewID(), Path: "/crisp/x"}, {Object: ObjMount, Path: "/m"}}
+	pod := newSandbox("web", db.SandboxReady)
+	if err := store.AdoptSandbox(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	ctr := newContainer(pod.ID, "app", db.ContainerExited) // its cgroup outlived it in the runtime
+	if err := store.AdoptContainer(ctx, ctr); err != nil {
+		t.Fatal(err)
+	}
+	node.records[ctr.ID] = Record{ID: ctr.ID, Kind: db.KindContainer, SandboxID: pod.ID}
+	node.resources = []Resource{{Object: ObjCgroup, Owner: ctr.ID, Path: "/crisp/x"}, {Object: ObjMount, Path: "/m"}}
 	rec := New(store, node, node, node, Config{}, quietLog())
+	rec.now = func() time.Time { return time.Now().Add(time.Hour) }
 	rep, err := rec.Reconcile(ctx, TriggerAdmin, false)
 	if err != nil {
 		t.Fatal(err)
@@ -163,7 +173,7 @@ func TestCleanFailureIsReported(t *testing.T) {
 			t.Errorf("%s %s: err %v; want only the mount to fail", o.Object, o.Name, o.Err)
 		}
 	}
-	evs, _ := store.Events(ctx, 0, 100)
+	evs, _ := store.Events(ctx, 2, 100) // after the pod's and container's own
 	if len(evs) != 1 || evs[0].Kind != "node" || evs[0].Type != "reconcile.clean" || !strings.HasPrefix(evs[0].Detail, "cgroup /crisp/x") {
 		t.Errorf("journal = %+v, want the cgroup's clean", evs)
 	}

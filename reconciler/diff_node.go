@@ -136,10 +136,21 @@ func (d *differ) resources() {
 }
 
 // cgroupLeftOver: the runtime that made a container's cgroup removes it on
-// delete, so a cgroup of a container no runtime knows is left over, unless
-// the container's row is young (a create in flight).
+// delete, so a cgroup of one of crisp's containers (with a row or a
+// record) that no runtime knows is left over, unless its row is young (a
+// create in flight). Cgroups of ids crisp never heard of are left alone:
+// the cgroup tree is the machine's, and another crispd (tests run
+// several) may own them.
 func (d *differ) cgroupLeftOver(id string) bool {
 	if _, live := d.s.Live[id]; live {
+		return false
+	}
+	if rec, isPod := d.s.Stored[id]; isPod && rec.Kind == db.KindPod || d.pods[id].ID != "" {
+		// A pod's cgroup may hold a process of crisp's own, not the
+		// runtime's: it goes with the pod.
+		return d.podGoneReason(id) != ""
+	}
+	if _, stored := d.s.Stored[id]; !stored && !d.rowIDs[id] {
 		return false
 	}
 	at, hasRow := d.updated[id]

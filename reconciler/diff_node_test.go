@@ -176,15 +176,32 @@ func TestDiffNode(t *testing.T) {
 			want: []Action{{Kind: Clean, Object: ObjMount, Name: "/var/lib/crisp/storage/overlay/l1/merged", Reason: "overlay mount of no container"}},
 		},
 		{
-			name: "cgroups: of a live container kept, of a young row kept, of an old row or none removed",
+			name: "cgroups: of a live container or a young row kept, of an old row or a record removed, of a stranger kept",
 			snap: Snapshot{Sandboxes: []db.Sandbox{podA},
 				Containers: []db.Container{container("c1", "a", db.ContainerRunning, old), container("c2", "a", db.ContainerCreating, young),
 					container("c3", "a", db.ContainerExited, old)},
-				Stored: storedIn("a", "c1", "c2", "c3"), Live: live(LiveRunning, "c1"),
-				Resources: []Resource{cgroup("c1"), cgroup("c2"), cgroup("c3"), cgroup("c4"), netnsOf("a", false)}},
+				Stored: records(storedIn("a", "c1", "c2", "c3"), storedIn("zz", "c5")), Live: live(LiveRunning, "c1"),
+				Resources: []Resource{cgroup("c1"), cgroup("c2"), cgroup("c3"), cgroup("c4"), cgroup("c5"), netnsOf("a", false)}},
 			want: []Action{
+				{Kind: Orphan, Object: db.KindContainer, ID: id("c5"), InStorage: true,
+					Reason: "in storage, not in the database; its pod has no row nor record"},
 				clean(ObjCgroup, cgroup("c3"), "no runtime has container "+id("c3")),
-				clean(ObjCgroup, cgroup("c4"), "no runtime has container "+id("c4")),
+				clean(ObjCgroup, cgroup("c5"), "no runtime has container "+id("c5")),
+			},
+		},
+		{
+			name: "a pod's cgroup (its own infra process) goes only with the pod",
+			snap: Snapshot{Sandboxes: []db.Sandbox{podA}, Stored: one(podRecord("q", false, false)), Live: live(LiveRunning),
+				Resources: []Resource{cgroup("a"), cgroup("q"), netnsOf("a", false)}},
+			want: []Action{{Kind: Adopt, Object: db.KindPod, ID: id("q"), SandboxState: db.SandboxReady, Reason: "in a pod dir, not in the database"}},
+		},
+		{
+			name: "a rolled back pod's cgroup goes with it",
+			snap: Snapshot{Sandboxes: []db.Sandbox{sandbox("b", db.SandboxCreating, old)}, Stored: stored(), Live: live(LiveRunning),
+				Resources: []Resource{cgroup("b")}},
+			want: []Action{
+				{Kind: FinishOrRollback, Object: db.KindPod, ID: id("b"), Handler: "runc", Reason: "was left creating"},
+				clean(ObjCgroup, cgroup("b"), "no runtime has container "+id("b")),
 			},
 		},
 		{

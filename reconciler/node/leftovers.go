@@ -106,12 +106,10 @@ func containerCgroups(m mountTable) []reconciler.Resource {
 				return nil
 			}
 			rel := "/" + strings.TrimPrefix(strings.TrimPrefix(p, root), "/")
-			if match := cgroupName.FindStringSubmatch(rel); match != nil {
-				if !seen[rel] {
-					seen[rel] = true
-					out = append(out, reconciler.Resource{Object: reconciler.ObjCgroup, Owner: match[2], Path: rel})
-				}
-				return fs.SkipDir // runtimes make no cgroups below a container's
+			// A pod's cgroup may hold its containers' (crisp-<id> below it).
+			if match := cgroupName.FindStringSubmatch(rel); match != nil && !seen[rel] {
+				seen[rel] = true
+				out = append(out, reconciler.Resource{Object: reconciler.ObjCgroup, Owner: match[2], Path: rel})
 			}
 			return nil
 		})
