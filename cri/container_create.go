@@ -12,6 +12,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crisp-cri/crisp/cri/failpoint"
 	"github.com/crisp-cri/crisp/cri/ocispec"
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
@@ -25,6 +26,7 @@ import (
 // conmon, then state created. A failure undoes the steps done, in reverse.
 func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {
 	cfg := req.GetConfig()
+	t := startSteps()
 	if err := validateContainer(cfg); err != nil {
 		return nil, err
 	}
@@ -39,10 +41,12 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	if err != nil {
 		return nil, err
 	}
+	t.done("lookup")
 	img, err := s.images.Status(ctx, cfg.Image.Image)
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: image %s: %w", cfg.Metadata.Name, cfg.Image.Image, err)
 	}
+	t.done("image")
 	logPath, err := containerLogPath(sb.LogDir, cfg.LogPath)
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
@@ -60,6 +64,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	if err != nil {
 		return nil, fmt.Errorf("create container %s in pod %s: %w", cfg.Metadata.Name, sb.ID, err)
 	}
+	t.done("row")
 	if !created {
 		c, err := s.store.WaitContainer(ctx, got.ID)
 		if err != nil {
@@ -67,16 +72,18 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		}
 		return &runtimeapi.CreateContainerResponse{ContainerId: c.ID}, nil
 	}
+	failpoint.Hit("container.create.after-row")
 	log := s.log.With(slog.String(logkey.Container, row.ID), slog.String(logkey.Pod, sb.ID), slog.String(logkey.Runtime, sb.Handler))
-	if err := s.setUpContainer(ctx, row, sb, sbCfg, cfg, img, log); err != nil {
+	if err := s.setUpContainer(ctx, row, sb, sbCfg, cfg, img, log, t); err != nil {
 		return nil, fmt.Errorf("create container %s in pod %s: %w", cfg.Metadata.Name, sb.ID, err)
 	}
+	t.log(ctx, log, "CreateContainer")
 	log.Info("container created", slog.String("name", row.Name))
 	return &runtimeapi.CreateContainerResponse{ContainerId: row.ID}, nil
 }
 
 func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.Sandbox, sbCfg *runtimeapi.PodSandboxConfig,
-	cfg *runtimeapi.ContainerConfig, img storage.Image, log *slog.Logger) (retErr error) {
+	cfg *runtimeapi.ContainerConfig, img storage.Image, log *slog.Logger, t *steps) (retErr error) {
 	rt, err := s.runtimeFor(sb.Handler)
 	if err != nil {
 		return err
@@ -93,12 +100,15 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 		return err
 	}
 	undo.push(func(context.Context) error { return s.images.RemoveContainer(row.ID) })
+	failpoint.Hit("container.create.after-storage")
+	t.done("storage")
 
 	p := pod.Lookup(s.podRoot, sb.ID)
 	infraPID, err := s.infraPID(ctx, rt, sb)
 	if err != nil {
 		return err
 	}
+	t.done("infra-pid")
 	spec, err := ocispec.ForContainer(ocispec.ContainerInput{
 		ID: row.ID, Name: row.Name, Config: cfg, Image: img.Config, ImageRef: row.ImageRef,
 		RootfsPath: rootfs.Mount, LogPath: row.LogPath, ClampOOMScoreAdj: s.clampOOM,
@@ -131,11 +141,13 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 			return fmt.Errorf("write OCI spec: %w", err)
 		}
 	}
+	failpoint.Hit("container.create.after-bundle")
 	if row.LogPath != "" {
 		if err := os.MkdirAll(filepath.Dir(row.LogPath), 0o755); err != nil {
 			return fmt.Errorf("create log dir: %w", err)
 		}
 	}
+	t.done("spec")
 	logPath := row.LogPath
 	if logPath == "" {
 		logPath = filepath.Join(bundle, "console.log") // conmon needs one; kubelet did not ask for it
@@ -147,6 +159,8 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 		return fmt.Errorf("create in runtime %s: %w", sb.Handler, err)
 	}
 	undo.push(func(ctx context.Context) error { return ignoreNotFound(rt.Delete(ctx, row.ID, true)) })
+	t.done("runtime-create")
+	failpoint.Hit("container.create.before-created")
 	return s.store.SetContainerState(ctx, row.ID, db.ContainerCreated, db.ContainerCreating)
 }
 

@@ -16,6 +16,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crisp-cri/crisp/cri/failpoint"
 	"github.com/crisp-cri/crisp/cri/ocispec"
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
@@ -34,20 +35,36 @@ func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContai
 	if c.State != db.ContainerCreated {
 		return nil, fmt.Errorf("start container %s: it is %s, not created: %w", c.ID, c.State, ErrPrecondition)
 	}
+	t := startSteps()
+	failpoint.Hit("container.start.before-runtime")
 	if err := rt.Start(ctx, c.ID); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", c.ID, err)
 	}
-	st, err := rt.State(ctx, c.ID)
+	failpoint.Hit("container.start.after-runtime")
+	t.done("runtime-start")
+	pid, err := s.initPID(ctx, rt, c.ID)
 	if err != nil {
 		return nil, fmt.Errorf("start container %s: %w", c.ID, err)
 	}
-	if err := s.store.MarkContainerStarted(ctx, c.ID, db.Started{PID: st.PID, PIDStart: procStartTime(st.PID), At: time.Now().UnixNano()}); err != nil {
+	t.done("pid")
+	if err := s.store.MarkContainerStarted(ctx, c.ID, db.Started{PID: pid, PIDStart: procStartTime(pid), At: time.Now().UnixNano()}); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", c.ID, err)
 	}
 	// A container that exited at once may have beaten the row to running.
 	s.recordExit(ctx, c.ID)
-	s.log.Info("container started", slog.String(logkey.Container, c.ID), slog.Int("pid", st.PID))
+	t.log(ctx, s.log.With(slog.String(logkey.Container, c.ID)), "StartContainer")
+	s.log.Info("container started", slog.String(logkey.Container, c.ID), slog.Int("pid", pid))
 	return &runtimeapi.StartContainerResponse{}, nil
+}
+
+// initPID is a started container's init pid: from the pid file its monitor
+// wrote at create, which saves running the runtime, else from the runtime.
+func (s *Server) initPID(ctx context.Context, rt *oci.Runtime, id string) (int, error) {
+	if pid, err := oci.InitPID(filepath.Join(s.bundleDir, id)); err == nil {
+		return pid, nil
+	}
+	st, err := rt.State(ctx, id)
+	return st.PID, err
 }
 
 // StopContainer sends the stop signal (the image's, else SIGTERM), waits up
@@ -63,9 +80,12 @@ func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContaine
 	}
 	unlock := s.locks.lock(c.ID)
 	defer unlock()
+	t := startSteps()
 	if err := s.stopContainer(ctx, c, rt, time.Duration(req.GetTimeout())*time.Second); err != nil {
 		return nil, fmt.Errorf("stop container %s: %w", c.ID, err)
 	}
+	t.done("stop")
+	t.log(ctx, s.log.With(slog.String(logkey.Container, c.ID)), "StopContainer")
 	return &runtimeapi.StopContainerResponse{}, nil
 }
 
@@ -75,9 +95,18 @@ func (s *Server) stopContainer(ctx context.Context, c db.Container, rt *oci.Runt
 	}
 	if timeout > 0 && c.State == db.ContainerRunning {
 		sig := s.stopSignal(ctx, c)
-		if err := rt.Kill(ctx, c.ID, sig, false); err != nil && !errors.Is(err, oci.ErrNotRunning) && !errors.Is(err, oci.ErrNotFound) {
-			return err
+		// runc's init is the container's own; runsc's pid is its sandbox's,
+		// which only the runtime may signal.
+		sent := false
+		if rt.Handler().Type == oci.TypeRunc {
+			_, sent = signalInit(c.PID, c.PIDStart, sig)
 		}
+		if !sent {
+			if err := rt.Kill(ctx, c.ID, sig, false); err != nil && !errors.Is(err, oci.ErrNotRunning) && !errors.Is(err, oci.ErrNotFound) {
+				return err
+			}
+		}
+		failpoint.Hit("container.stop.after-signal")
 		if s.waitExit(ctx, c.ID, timeout) {
 			return nil
 		}
@@ -85,23 +114,35 @@ func (s *Server) stopContainer(ctx context.Context, c db.Container, rt *oci.Runt
 	if err := rt.Kill(ctx, c.ID, syscall.SIGKILL, true); err != nil && !errors.Is(err, oci.ErrNotRunning) && !errors.Is(err, oci.ErrNotFound) {
 		return err
 	}
+	failpoint.Hit("container.stop.after-kill")
 	if !s.waitExit(ctx, c.ID, 30*time.Second) {
 		return fmt.Errorf("container %s did not exit 30s after SIGKILL", c.ID)
 	}
 	return nil
 }
 
-// waitExit waits up to d for the container's exit to be recorded.
+// waitExit waits up to d for the container's exit to be recorded. The exit
+// watcher wakes it when the exit file appears; it also looks now and then,
+// in case a notice was missed.
 func (s *Server) waitExit(ctx context.Context, id string, d time.Duration) bool {
-	deadline := time.Now().Add(d)
+	exited, stop := s.exits.wait(id)
+	defer stop()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		if s.recordExit(ctx, id) {
 			return true
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		select {
+		case <-exited:
+		case <-tick.C:
+		case <-deadline.C:
+			return s.recordExit(ctx, id)
+		case <-ctx.Done():
 			return false
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -148,6 +189,7 @@ func (s *Server) WatchExits(ctx context.Context) error {
 		return err
 	}
 	for id := range ids {
+		s.exits.notify(id) // a Stop holding the lock records it itself
 		// Under the container's lock: a container that exits at once must
 		// not be recorded exited before StartContainer records it running.
 		unlock := s.locks.lock(id)
@@ -184,13 +226,15 @@ func (s *Server) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveCont
 	}
 	unlock := s.locks.lock(c.ID)
 	defer unlock()
-	if err := s.removeContainer(ctx, c, rt); err != nil {
+	t := startSteps()
+	if err := s.removeContainer(ctx, c, rt, t); err != nil {
 		return nil, fmt.Errorf("remove container %s: %w", c.ID, err)
 	}
+	t.log(ctx, s.log.With(slog.String(logkey.Container, c.ID)), "RemoveContainer")
 	return &runtimeapi.RemoveContainerResponse{}, nil
 }
 
-func (s *Server) removeContainer(ctx context.Context, c db.Container, rt *oci.Runtime) error {
+func (s *Server) removeContainer(ctx context.Context, c db.Container, rt *oci.Runtime, t *steps) error {
 	if err := s.stopContainer(ctx, c, rt, 0); err != nil {
 		return err
 	}
@@ -199,18 +243,28 @@ func (s *Server) removeContainer(ctx context.Context, c db.Container, rt *oci.Ru
 	if err != nil {
 		return err
 	}
-	if err := ignoreNotFound(rt.Delete(ctx, c.ID, true)); err != nil {
-		return err
+	failpoint.Hit("container.remove.after-state")
+	t.done("mark-removing")
+	// The container has stopped, so a plain delete does; force (which asks
+	// the runtime for the state first) only if it did not.
+	if err := rt.Delete(ctx, c.ID, false); err != nil && !errors.Is(err, oci.ErrNotFound) {
+		if err := ignoreNotFound(rt.Delete(ctx, c.ID, true)); err != nil {
+			return err
+		}
 	}
+	t.done("runtime-delete")
+	failpoint.Hit("container.remove.after-runtime")
 	if err := s.images.RemoveContainer(c.ID); err != nil {
 		return err
 	}
+	t.done("storage")
 	if err := os.Remove(filepath.Join(s.exitDir, c.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	if err := os.RemoveAll(filepath.Join(s.bundleDir, c.ID)); err != nil {
 		return err
 	}
+	failpoint.Hit("container.remove.before-row")
 	if err := s.store.DeleteContainer(ctx, c.ID); err != nil && !errors.Is(err, db.ErrNotFound) {
 		return err
 	}

@@ -5,18 +5,62 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crisp-cri/crisp/cri/failpoint"
 	"github.com/crisp-cri/crisp/cri/ocispec"
 	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/runtimes/logkey"
 	"github.com/crisp-cri/crisp/runtimes/oci"
 	"github.com/crisp-cri/crisp/runtimes/pod"
 )
+
+// A pod needs an infra when its containers share a PID namespace (which
+// needs a PID 1) and under runsc, where the pod's gVisor sandbox is the
+// infra. On runc the infra is a bare process (startInfraProcess); under
+// runsc it is a container (startInfra), whose id is the pod's.
+
+// startInfraProcess starts a runc pod's infra process in the pod's
+// namespaces and cgroup (see pod.StartInfra). It returns the undo of what
+// it did.
+func (s *Server) startInfraProcess(row db.Sandbox, cfg *runtimeapi.PodSandboxConfig, netns string, log *slog.Logger) (func(context.Context) error, error) {
+	nsenter, err := exec.LookPath("nsenter")
+	if err != nil {
+		return nil, fmt.Errorf("nsenter (util-linux) is needed for pods that share a PID namespace: %w", err)
+	}
+	cgroup, err := ocispec.CgroupsPath(cfg.GetLinux().GetCgroupParent(), row.ID)
+	if err != nil {
+		return nil, err
+	}
+	p := pod.Lookup(s.podRoot, row.ID)
+	undo := func(ctx context.Context) error {
+		if err := pod.StopInfra(ctx, s.podRoot, row.ID); err != nil {
+			return err
+		}
+		oci.RemoveCgroup(cgroup)
+		return nil
+	}
+	_, err = pod.StartInfra(s.podRoot, row.ID, pod.InfraOptions{
+		Exe: s.crispdPath, NSEnter: nsenter, NetNS: netns, IPCNS: p.IPCNS, UTSNS: p.UTSNS,
+		Place: func(pid int) error {
+			if err := oci.MoveToCgroup(pid, cgroup); err != nil {
+				log.Warn("infra process stays in crisp's cgroup", slog.String("cgroup", cgroup), slog.Any(logkey.Err, err))
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return undo, err
+	}
+	return undo, nil
+}
 
 // startInfra runs a pod's infra container, `crispd pause` from an empty
 // read-only rootfs (no image to pull), under the pod's handler. Its id is
@@ -60,6 +104,7 @@ func (s *Server) startInfra(ctx context.Context, row db.Sandbox, cfg *runtimeapi
 	if _, err := rt.Create(ctx, oci.CreateOpts{ID: row.ID, Bundle: bundle, LogPath: filepath.Join(bundle, "infra.log"), ExitDir: s.exitDir, PersistDir: bundle, SocketDir: s.attachDir}); err != nil {
 		return undo, fmt.Errorf("create infra container in runtime %s: %w", row.Handler, err)
 	}
+	failpoint.Hit("pod.infra.after-create")
 	if err := rt.Start(ctx, row.ID); err != nil {
 		return undo, fmt.Errorf("start infra container: %w", err)
 	}
@@ -94,10 +139,17 @@ func (s *Server) deleteInfra(ctx context.Context, rt *oci.Runtime, id string) er
 	return os.Remove(filepath.Join(s.exitDir, id))
 }
 
-// infraPID is the pid of a pod's running infra container, 0 without one.
+// infraPID is the pid of a pod's running infra, 0 without one.
 func (s *Server) infraPID(ctx context.Context, rt *oci.Runtime, sb db.Sandbox) (int, error) {
 	if sb.InfraID == "" {
-		return 0, nil
+		inf, err := pod.LookupInfra(s.podRoot, sb.ID)
+		switch {
+		case errors.Is(err, pod.ErrNoInfra):
+			return 0, nil
+		case errors.Is(err, pod.ErrInfraExited):
+			return 0, fmt.Errorf("infra of pod %s: %w: %w", sb.ID, err, ErrPrecondition)
+		}
+		return inf.PID, err
 	}
 	st, err := rt.State(ctx, sb.InfraID)
 	if err != nil {
@@ -107,4 +159,11 @@ func (s *Server) infraPID(ctx context.Context, rt *oci.Runtime, sb db.Sandbox) (
 		return 0, fmt.Errorf("infra of pod %s is %s: %w", sb.ID, st.Status, ErrPrecondition)
 	}
 	return st.PID, nil
+}
+
+// needsInfra tells the pods that have an infra container (InfraID = the
+// pod's id): gVisor pods. A runc pod's infra, when it has one, is a bare
+// process recorded in its pod dir.
+func needsInfra(_ *runtimeapi.PodSandboxConfig, handlerType string) bool {
+	return handlerType == oci.TypeRunsc
 }

@@ -8,6 +8,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crisp-cri/crisp/cri/failpoint"
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 	"github.com/crisp-cri/crisp/runtimes/network"
@@ -25,6 +26,7 @@ const cleanupTimeout = time.Minute
 // retry of a call that timed out gets the first call's sandbox.
 func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {
 	cfg := req.GetConfig()
+	t := startSteps()
 	if err := validateSandbox(cfg); err != nil {
 		return nil, err
 	}
@@ -50,10 +52,13 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	if !created {
 		return s.joinSandbox(ctx, got.ID)
 	}
+	failpoint.Hit("pod.run.after-row")
+	t.done("row")
 	log := s.log.With(slog.String(logkey.Pod, row.ID), slog.String("name", row.Name), slog.String(logkey.Runtime, row.Handler))
-	if err := s.setUpSandbox(ctx, row, cfg, log); err != nil {
+	if err := s.setUpSandbox(ctx, row, cfg, log, t); err != nil {
 		return nil, fmt.Errorf("run pod sandbox %s/%s: %w", m.Namespace, m.Name, err)
 	}
+	t.log(ctx, log, "RunPodSandbox")
 	log.Info("pod sandbox ready", slog.String(logkey.Reason, row.TrustReason))
 	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: row.ID}, nil
 }
@@ -74,7 +79,7 @@ func (s *Server) joinSandbox(ctx context.Context, id string) (*runtimeapi.RunPod
 // setUpSandbox does RunPodSandbox's side effects for the row in state
 // creating. On failure it undoes them on a fresh context and deletes the
 // row; if that cleanup fails, the row stays for the reconciler.
-func (s *Server) setUpSandbox(ctx context.Context, row db.Sandbox, cfg *runtimeapi.PodSandboxConfig, log *slog.Logger) (retErr error) {
+func (s *Server) setUpSandbox(ctx context.Context, row db.Sandbox, cfg *runtimeapi.PodSandboxConfig, log *slog.Logger, t *steps) (retErr error) {
 	var undo undoStack
 	defer func() {
 		if retErr != nil {
@@ -91,6 +96,11 @@ func (s *Server) setUpSandbox(ctx context.Context, row db.Sandbox, cfg *runtimea
 		return fmt.Errorf("prepare pod dir: %w", err)
 	}
 	undo.push(func(context.Context) error { return pod.Remove(s.podRoot, row.ID) })
+	if err := s.writePodRecord(row, cfg); err != nil {
+		return err
+	}
+	failpoint.Hit("pod.run.after-pod-dir")
+	t.done("pod-dir")
 
 	ready := db.Ready{}
 	if !hostNet {
@@ -98,13 +108,18 @@ func (s *Server) setUpSandbox(ctx context.Context, row db.Sandbox, cfg *runtimea
 			return fmt.Errorf("create network namespace: %w", err)
 		}
 		undo.push(func(context.Context) error { return s.net.RemoveNetNS(ready.NetNSPath) })
+		failpoint.Hit("pod.run.after-netns")
+		t.done("netns")
 		att := attachment(row, ready.NetNSPath, cfg)
 		if ready.IPs, err = s.net.Setup(ctx, att); err != nil {
 			return fmt.Errorf("set up pod network: %w", err)
 		}
 		undo.push(func(ctx context.Context) error { return s.net.Teardown(ctx, att) })
+		failpoint.Hit("pod.run.after-cni")
+		t.done("cni")
 	}
-	if needsInfra(cfg, s.handlerType(row.Handler)) {
+	switch {
+	case needsInfra(cfg, s.handlerType(row.Handler)):
 		undoInfra, err := s.startInfra(ctx, row, cfg, ready.NetNSPath)
 		if undoInfra != nil {
 			undo.push(undoInfra)
@@ -112,8 +127,21 @@ func (s *Server) setUpSandbox(ctx context.Context, row db.Sandbox, cfg *runtimea
 		if err != nil {
 			return fmt.Errorf("infra container: %w", err)
 		}
+		failpoint.Hit("pod.run.after-infra")
 		ready.InfraID = row.ID
+		t.done("infra")
+	case nsOptions(cfg).Pid == runtimeapi.NamespaceMode_POD:
+		undoInfra, err := s.startInfraProcess(row, cfg, ready.NetNSPath, log)
+		if undoInfra != nil {
+			undo.push(undoInfra)
+		}
+		if err != nil {
+			return fmt.Errorf("infra process: %w", err)
+		}
+		failpoint.Hit("pod.run.after-infra")
+		t.done("infra")
 	}
+	failpoint.Hit("pod.run.before-ready")
 	if err := s.store.MarkSandboxReady(ctx, row.ID, ready); err != nil {
 		return fmt.Errorf("record sandbox ready: %w", err)
 	}
@@ -157,12 +185,6 @@ func podTrustView(cfg *runtimeapi.PodSandboxConfig) trust.Pod {
 		HostIPC:     ns.Ipc == runtimeapi.NamespaceMode_NODE,
 		Annotations: cfg.Annotations,
 	}
-}
-
-// needsInfra tells the pods that need an infra process: a shared PID
-// namespace needs a PID 1, and a gVisor pod's sandbox is its infra.
-func needsInfra(cfg *runtimeapi.PodSandboxConfig, handlerType string) bool {
-	return nsOptions(cfg).Pid == runtimeapi.NamespaceMode_POD || handlerType == "runsc"
 }
 
 // handlerType is the type (runc, runsc) of a configured handler.

@@ -10,6 +10,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crisp-cri/crisp/cri/failpoint"
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 	"github.com/crisp-cri/crisp/runtimes/pod"
@@ -28,15 +29,17 @@ func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSand
 	}
 	unlock := s.locks.lock(sb.ID)
 	defer unlock()
-	if err := s.stopSandbox(ctx, sb); err != nil {
+	t := startSteps()
+	if err := s.stopSandbox(ctx, sb, t); err != nil {
 		return nil, fmt.Errorf("stop pod sandbox %s: %w", sb.ID, err)
 	}
+	t.log(ctx, s.log.With(slog.String(logkey.Pod, sb.ID)), "StopPodSandbox")
 	return &runtimeapi.StopPodSandboxResponse{}, nil
 }
 
 // stopSandbox tears the pod's network down and marks it not ready; every
 // step is idempotent, so a retry after a partial failure finishes the job.
-func (s *Server) stopSandbox(ctx context.Context, sb db.Sandbox) error {
+func (s *Server) stopSandbox(ctx context.Context, sb db.Sandbox, t *steps) error {
 	cs, err := s.store.ListContainers(ctx, db.ContainerFilter{SandboxID: sb.ID})
 	if err != nil {
 		return err
@@ -51,13 +54,21 @@ func (s *Server) stopSandbox(ctx context.Context, sb db.Sandbox) error {
 				return fmt.Errorf("stop container %s: %w", c.ID, err)
 			}
 		}
+		t.done("containers")
 		if sb.InfraID != "" {
 			if err := s.stopInfra(ctx, rt, sb.InfraID); err != nil {
 				return err
 			}
+			t.done("infra")
 		}
 	}
-	if sb.NetNSPath != "" {
+	if err := pod.StopInfra(ctx, s.podRoot, sb.ID); err != nil {
+		return err
+	}
+	failpoint.Hit("pod.stop.after-containers")
+	// The pin goes last, so while it exists the network may still be set
+	// up; once it is gone (a stopped pod), there is nothing to tear down.
+	if sb.NetNSPath != "" && exists(sb.NetNSPath) {
 		cfg, err := sandboxConfig(sb)
 		if err != nil {
 			return err
@@ -65,9 +76,12 @@ func (s *Server) stopSandbox(ctx context.Context, sb db.Sandbox) error {
 		if err := s.net.Teardown(ctx, attachment(sb, sb.NetNSPath, cfg)); err != nil {
 			return fmt.Errorf("tear down pod network: %w", err)
 		}
+		t.done("cni")
+		failpoint.Hit("pod.stop.after-cni")
 		if err := s.net.RemoveNetNS(sb.NetNSPath); err != nil {
 			return fmt.Errorf("remove network namespace: %w", err)
 		}
+		t.done("netns")
 	}
 	err = s.store.SetSandboxState(ctx, sb.ID, db.SandboxNotReady, db.SandboxReady)
 	if err != nil && !errors.Is(err, db.ErrWrongState) {
@@ -91,12 +105,15 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 	}
 	unlock := s.locks.lock(sb.ID)
 	defer unlock()
-	if err := s.stopSandbox(ctx, sb); err != nil {
+	t := startSteps()
+	if err := s.stopSandbox(ctx, sb, t); err != nil {
 		return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)
 	}
+	t.done("stop")
 	if err := s.store.SetSandboxState(ctx, sb.ID, db.SandboxRemoving, db.SandboxNotReady, db.SandboxRemoving); err != nil {
 		return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)
 	}
+	failpoint.Hit("pod.remove.after-state")
 	cs, err := s.store.ListContainers(ctx, db.ContainerFilter{SandboxID: sb.ID})
 	if err != nil {
 		return nil, err
@@ -106,10 +123,11 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 		if err != nil {
 			return nil, err
 		}
-		if err := s.removeContainer(ctx, c, rt); err != nil {
+		if err := s.removeContainer(ctx, c, rt, nil); err != nil {
 			return nil, fmt.Errorf("remove pod sandbox %s: container %s: %w", sb.ID, c.ID, err)
 		}
 	}
+	failpoint.Hit("pod.remove.after-containers")
 	if sb.InfraID != "" {
 		rt, err := s.runtimeFor(sb.Handler)
 		if err != nil {
@@ -121,13 +139,17 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 		if err := os.RemoveAll(filepath.Join(s.bundleDir, sb.InfraID)); err != nil {
 			return nil, err
 		}
+		t.done("delete-infra")
 	}
 	if err := pod.Remove(s.podRoot, sb.ID); err != nil {
 		return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)
 	}
+	t.done("pod-dir")
+	failpoint.Hit("pod.remove.before-row")
 	if err := s.store.DeleteSandbox(ctx, sb.ID); err != nil && !errors.Is(err, db.ErrNotFound) {
 		return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)
 	}
+	t.log(ctx, s.log.With(slog.String(logkey.Pod, sb.ID)), "RemovePodSandbox")
 	s.log.Info("pod sandbox removed", slog.String(logkey.Pod, sb.ID))
 	return &runtimeapi.RemovePodSandboxResponse{}, nil
 }
@@ -142,4 +164,9 @@ func (s *Server) sandboxFor(ctx context.Context, id string) (db.Sandbox, error) 
 		return db.Sandbox{}, err
 	}
 	return s.store.Sandbox(ctx, full)
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }

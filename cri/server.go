@@ -71,6 +71,7 @@ type Server struct {
 	podRoot  string
 	log      *slog.Logger
 	locks    keyedLocks
+	exits    exitNotifier
 
 	runtimes    map[string]*oci.Runtime
 	exitDir     string

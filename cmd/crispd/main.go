@@ -6,6 +6,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 	"go.podman.io/storage/pkg/reexec"
@@ -24,11 +25,25 @@ func main() {
 	}
 }
 
+// startCPUProfile profiles the daemon until the returned stop runs.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
 // flags are the command-line overrides of config keys.
 type flags struct {
 	config                                        string
 	runDir, stateDir, socket, adminSocket, dbPath string
 	logLevel, logFormat                           string
+	cpuProfile                                    string
 }
 
 func newRootCommand() *cobra.Command {
@@ -55,6 +70,13 @@ flags override the file. With no flags crispd uses /run/crisp/crisp.sock,
 			if err != nil {
 				return err
 			}
+			if f.cpuProfile != "" {
+				stop, err := startCPUProfile(f.cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			return serve(cmd.Context(), cfg)
 		},
 	}
@@ -67,6 +89,8 @@ flags override the file. With no flags crispd uses /run/crisp/crisp.sock,
 	pf.StringVar(&f.dbPath, "database", "", "SQLite database path (config database)")
 	pf.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (config log_level)")
 	pf.StringVar(&f.logFormat, "log-format", "", "auto, text or json (config log_format)")
+	root.Flags().StringVar(&f.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the daemon's run to this file (for latency work)")
+	_ = root.Flags().MarkHidden("cpu-profile")
 
 	root.AddCommand(newPauseCommand(), newMonitorCommand())
 	root.AddCommand(&cobra.Command{

@@ -246,3 +246,7 @@ func cgroupsPath(parent, id string) (string, error) {
 	}
 	return path.Join(path.Clean(parent), "crisp-"+id), nil
 }
+
+// CgroupsPath is the cgroup crisp gives object id (a container, or a pod's
+// infra process) under a pod's cgroup_parent.
+func CgroupsPath(parent, id string) (string, error) { return cgroupsPath(parent, id) }

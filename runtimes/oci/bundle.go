@@ -140,3 +140,9 @@ func procAlive(pid int) (cmdline string, ok bool) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	return string(b), err == nil
 }
+
+// InitPID is the container's init pid as its monitor recorded it at
+// create, read from the bundle without asking the runtime.
+func InitPID(bundle string) (int, error) {
+	return readPidFile(filepath.Join(bundle, pidFileName))
+}

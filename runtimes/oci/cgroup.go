@@ -99,3 +99,10 @@ func cgroupMounts() (v1 map[string]string, all []string, err error) {
 	}
 	return v1, all, sc.Err()
 }
+
+// MoveToCgroup moves pid into the cgroup at path on the v1 hierarchies
+// crisp places its own processes in (see conmonControllers).
+func MoveToCgroup(pid int, path string) error { return moveToCgroup(pid, path) }
+
+// RemoveCgroup removes the empty cgroup at path on every hierarchy.
+func RemoveCgroup(path string) { removeCgroup(path) }

@@ -40,7 +40,11 @@ func (s *Store) CreateContainer(id, imageID string, meta Metadata) (_ Rootfs, re
 	if err != nil {
 		return Rootfs{}, err
 	}
-	if _, err := s.store.CreateContainer(id, []string{meta.Name}, imageID, "", string(blob), nil); err != nil {
+	// Volatile: no fsync of the record and an overlay mounted "volatile",
+	// so unmounting it does not sync the whole filesystem. A container does
+	// not outlive a power loss anyway; the reconciler forgets its row.
+	opts := &cstorage.ContainerOptions{Volatile: true}
+	if _, err := s.store.CreateContainer(id, []string{meta.Name}, imageID, "", string(blob), opts); err != nil {
 		return Rootfs{}, fmt.Errorf("create storage for container %s from image %s: %w", id, imageID, err)
 	}
 	defer func() {

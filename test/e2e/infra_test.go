@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -94,9 +95,77 @@ func TestSharedPIDPodHasInfra(t *testing.T) {
 	image := withBusybox(t, d)
 	pc := podConfig("shared")
 	pc.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
-	_, ctrID := runPodWithContainer(t, d, image, pc, "")
+	podID, ctrID := runPodWithContainer(t, d, image, pc, "")
 	comm := execOut(t, d, ctrID, "cat", "/proc/1/cmdline")
 	if !strings.Contains(comm, "pause") {
 		t.Errorf("PID 1 of the shared namespace runs %q, want crispd pause", comm)
 	}
+	// The infra is shut off from the host: it runs as nobody, and its root
+	// (an empty tmpfs) is not the host's, nor is it reachable from the pod.
+	if st := execOut(t, d, ctrID, "cat", "/proc/1/status"); !strings.Contains(st, "Uid:\t65534\t65534\t65534\t65534") {
+		t.Errorf("infra status = %q, want uid 65534 (nobody)", st)
+	}
+	if r, err := d.Runtime().ExecSync(context.Background(), &runtimeapi.ExecSyncRequest{ContainerId: ctrID, Cmd: []string{"ls", "/proc/1/root/etc"}, Timeout: 30}); err != nil || r.ExitCode == 0 {
+		t.Errorf("ls /proc/1/root/etc from the pod = %v, exit %d, %q: want refused", err, r.GetExitCode(), r.GetStdout())
+	}
+	infraPID := pgrep(t, "pause --isolate "+filepath.Join(d.RunDir, "pods", podID))
+	if infraPID == "" {
+		t.Fatal("no crispd pause process for the pod on the host")
+	}
+	if entries, err := os.ReadDir("/proc/" + infraPID + "/root/"); err != nil || len(entries) != 0 {
+		t.Errorf("infra root holds %d entries (%v), want an empty tmpfs", len(entries), err)
+	}
+
+	// The infra outlives crispd: after kill -9 and a restart, a second
+	// container joins the same PID namespace and sees the first one.
+	if err := d.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	d.Restart()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rt := d.Runtime()
+	c2, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID,
+		Config: containerConfig("second", image, "sleep", "600")})
+	if err != nil {
+		t.Fatalf("CreateContainer after restart = %v", err)
+	}
+	if _, err := rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c2.ContainerId}); err != nil {
+		t.Fatalf("StartContainer after restart = %v", err)
+	}
+	if ps := execOut(t, d, c2.ContainerId, "ps"); !strings.Contains(ps, "sleep 600") || !strings.Contains(ps, "pause") {
+		t.Errorf("ps in the second container = %q, want the infra and the first container's sleep", ps)
+	}
+	// Stopping the pod ends the infra, and with it the pod's PID namespace.
+	if _, err := rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatal(err)
+	}
+	if st := procState(infraPID); st != "" && st != "Z" {
+		t.Errorf("infra process %s is in state %s after StopPodSandbox, want gone", infraPID, st)
+	}
+}
+
+// procState is the state letter of a process (R, S, Z...), "" once it is
+// gone. A dead process may stay a zombie until its new parent reaps it.
+func procState(pid string) string {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return f[0]
+}
+
+// pgrep returns the pid of the one process whose command line holds s, or "".
+func pgrep(t *testing.T, s string) string {
+	t.Helper()
+	out, _ := exec.Command("pgrep", "-f", "--", s).Output()
+	pids := strings.Fields(string(out))
+	if len(pids) > 1 {
+		t.Fatalf("pgrep -f %q = %v, want one process", s, pids)
+	}
+	if len(pids) == 0 {
+		return ""
+	}
+	return pids[0]
 }

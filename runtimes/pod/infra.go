@@ -1,0 +1,217 @@
+package pod
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// An infra process is PID 1 of a runc pod whose containers share a PID
+// namespace. crisp starts it itself, without an OCI runtime, monitor or
+// rootfs: `crispd pause` in a new PID and mount namespace, joined to the
+// pod's pinned network, IPC and UTS namespaces through nsenter. It pivots
+// into an empty read-only tmpfs and drops to nobody with no capabilities
+// (see crispd pause --isolate). Its pid and start time are kept in the pod
+// dir, so a restarted crispd finds it and never mistakes a recycled pid
+// for it. Under runsc the pod's gVisor sandbox is its infra instead.
+
+var (
+	// ErrNoInfra: the pod has no infra process.
+	ErrNoInfra = errors.New("no infra process")
+	// ErrInfraExited: the pod's infra process has exited.
+	ErrInfraExited = errors.New("infra process has exited")
+)
+
+const (
+	infraFile = "infra"      // "<pid> <start time>"
+	infraRoot = "infra-root" // the empty dir the infra pivots into
+	infraLog  = "infra.log"  // what nsenter or the infra printed
+)
+
+// InfraOptions says how to start an infra process.
+type InfraOptions struct {
+	Exe     string // crispd, run as `crispd pause --isolate <dir>`
+	NSEnter string // nsenter(1)
+	NetNS   string // pinned namespaces to join; "" = stay in the host's
+	IPCNS   string
+	UTSNS   string
+	// Place moves the started process into the pod's cgroup; nil = stay.
+	Place func(pid int) error
+}
+
+// Infra is a running infra process.
+type Infra struct {
+	PID   int
+	Start uint64 // start time in clock ticks after boot (/proc/<pid>/stat)
+}
+
+// StartInfra starts pod id's infra process and records it in the pod dir.
+// The process outlives crispd. On failure nothing is left running.
+func StartInfra(root, id string, o InfraOptions) (Infra, error) {
+	dir := Dir(root, id)
+	if err := os.MkdirAll(filepath.Join(dir, infraRoot), 0o755); err != nil {
+		return Infra{}, fmt.Errorf("infra of pod %s: %w", id, err)
+	}
+	args := []string{}
+	for flag, ns := range map[string]string{"--net=": o.NetNS, "--ipc=": o.IPCNS, "--uts=": o.UTSNS} {
+		if ns != "" {
+			args = append(args, flag+ns)
+		}
+	}
+	hostMnt, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		return Infra{}, fmt.Errorf("infra of pod %s: %w", id, err)
+	}
+	args = append(args, "--", o.Exe, "pause", "--isolate", filepath.Join(dir, infraRoot), "--host-mnt-ns", hostMnt, "--ready-fd", "3")
+	logf, err := os.OpenFile(filepath.Join(dir, infraLog), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return Infra{}, fmt.Errorf("infra of pod %s: %w", id, err)
+	}
+	defer logf.Close()
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return Infra{}, fmt.Errorf("infra of pod %s: %w", id, err)
+	}
+	defer readyR.Close()
+	cmd := exec.Command(o.NSEnter, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{readyW} // fd 3
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setsid:     true, // not in crispd's process group: it outlives crispd
+		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS,
+	}
+	err = cmd.Start()
+	readyW.Close()
+	if err != nil {
+		return Infra{}, fmt.Errorf("start infra of pod %s: %w", id, err)
+	}
+	// Reap it if it dies while this crispd runs; after a restart, init does.
+	go func() { _ = cmd.Wait() }()
+	inf := Infra{PID: cmd.Process.Pid, Start: procStart(cmd.Process.Pid)}
+	fail := func(err error) (Infra, error) {
+		_ = cmd.Process.Kill()
+		return Infra{}, fmt.Errorf("start infra of pod %s: %w", id, err)
+	}
+	// It writes one byte once it has joined the namespaces and isolated
+	// itself; EOF means it failed, and said why in its log.
+	_ = readyR.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := readyR.Read(make([]byte, 1)); err != nil {
+		msg, _ := os.ReadFile(filepath.Join(dir, infraLog))
+		return fail(fmt.Errorf("it did not come up (%v): %s", err, strings.TrimSpace(string(msg))))
+	}
+	if o.Place != nil {
+		if err := o.Place(inf.PID); err != nil {
+			return fail(err)
+		}
+	}
+	rec := fmt.Sprintf("%d %d\n", inf.PID, inf.Start)
+	if err := writeFileAtomic(filepath.Join(dir, infraFile), []byte(rec)); err != nil {
+		return fail(err)
+	}
+	return inf, nil
+}
+
+// LookupInfra returns pod id's running infra process, or an error wrapping
+// ErrNoInfra when it has none, ErrInfraExited when it has exited.
+func LookupInfra(root, id string) (Infra, error) {
+	b, err := os.ReadFile(filepath.Join(Dir(root, id), infraFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return Infra{}, fmt.Errorf("pod %s: %w", id, ErrNoInfra)
+	}
+	if err != nil {
+		return Infra{}, err
+	}
+	var inf Infra
+	if _, err := fmt.Sscanf(string(b), "%d %d", &inf.PID, &inf.Start); err != nil {
+		return Infra{}, fmt.Errorf("pod %s: bad infra record %q: %w", id, b, err)
+	}
+	if !inf.Alive() {
+		return Infra{}, fmt.Errorf("pod %s: process %d: %w", id, inf.PID, ErrInfraExited)
+	}
+	return inf, nil
+}
+
+// Alive reports whether the infra process still runs: its pid exists, has
+// the recorded start time and is not a zombie.
+func (i Infra) Alive() bool {
+	st, state := procStat(i.PID)
+	return st != 0 && st == i.Start && state != "Z" && state != "X"
+}
+
+// StopInfra kills pod id's infra process (and with it every process of the
+// pod's PID namespace) and waits until it is gone. A pod without a running
+// infra is no error.
+func StopInfra(ctx context.Context, root, id string) error {
+	inf, err := LookupInfra(root, id)
+	if errors.Is(err, ErrNoInfra) || errors.Is(err, ErrInfraExited) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	// A pidfd pins the process: the signal cannot reach a recycled pid.
+	fd, err := unix.PidfdOpen(inf.PID, 0)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return nil
+		}
+		return fmt.Errorf("stop infra of pod %s: %w", id, err)
+	}
+	defer unix.Close(fd)
+	if !inf.Alive() { // the pid was recycled between lookup and open
+		return nil
+	}
+	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("stop infra of pod %s: kill %d: %w", id, inf.PID, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// The pidfd polls readable once the process has exited.
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 100)
+		if n > 0 || (err != nil && !errors.Is(err, unix.EINTR)) {
+			return nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return fmt.Errorf("stop infra of pod %s: process %d still runs after SIGKILL", id, inf.PID)
+		}
+	}
+}
+
+// procStart is a process's start time, 0 when it is gone.
+func procStart(pid int) uint64 {
+	st, _ := procStat(pid)
+	return st
+}
+
+// procStat reads a process's start time (field 22 of /proc/<pid>/stat) and
+// state (field 3); 0 when the process is gone.
+func procStat(pid int) (start uint64, state string) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, ""
+	}
+	// The command name may hold spaces; fields resume after its ')'.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 20 {
+		return 0, ""
+	}
+	v, _ := strconv.ParseUint(f[19], 10, 64)
+	return v, f[0]
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
