@@ -221,6 +221,9 @@ func (d *differ) pinsGone(id string, hasNetNS bool) string {
 	if dir, ok := d.podDirs[id]; ok && dir.Stale {
 		return "its namespace pins are gone"
 	}
+	if dir, ok := d.podDirs[id]; ok && dir.InfraExited {
+		return "its infra process has exited"
+	}
 	return ""
 }
 

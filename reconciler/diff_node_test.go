@@ -130,6 +130,14 @@ func TestDiffNode(t *testing.T) {
 			},
 		},
 		{
+			name: "ready pod whose infra process exited: notready, pins kept for StopPodSandbox",
+			snap: Snapshot{Sandboxes: []db.Sandbox{sandbox("a", db.SandboxReady, old)}, Stored: stored(), Live: live(LiveRunning),
+				Resources: []Resource{{Object: ObjPodDir, Owner: id("a"), Path: "/run/crisp/pods/" + id("a"), InfraExited: true}}},
+			want: []Action{
+				{Kind: MarkExited, Object: db.KindPod, ID: id("a"), Handler: "runc", Reason: "its infra process has exited"},
+			},
+		},
+		{
 			name: "ready pod, pins in place: nothing to do",
 			snap: Snapshot{Sandboxes: []db.Sandbox{podA}, Stored: stored(), Live: live(LiveRunning),
 				Resources: []Resource{netnsOf("a", false), podDirOf("a", false), ipOf("a", "10.0.0.2")}},

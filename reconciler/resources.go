@@ -29,6 +29,9 @@ type Resource struct {
 	// Stale: a netns pin or pod dir whose pins are no longer mounted (a
 	// reboot took them away, or someone unmounted them).
 	Stale bool
+	// InfraExited: a pod dir whose infra process (a runc pod's PID 1) has
+	// exited: the pod's shared PID namespace is gone.
+	InfraExited bool
 }
 
 // Leftovers is the reconciler's view of the resources: it lists them and

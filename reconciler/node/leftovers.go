@@ -47,6 +47,8 @@ func (n *Node) Resources(context.Context) ([]reconciler.Resource, error) {
 	for _, id := range ids {
 		dir := pod.Dir(n.cfg.PodRoot, id)
 		r := reconciler.Resource{Object: reconciler.ObjPodDir, Owner: id, Path: dir}
+		_, err := pod.LookupInfra(n.cfg.PodRoot, id)
+		r.InfraExited = errors.Is(err, pod.ErrInfraExited)
 		for _, p := range pod.Pins {
 			if _, err := os.Lstat(filepath.Join(dir, p)); err == nil && !mounts.at[filepath.Join(dir, p)] {
 				r.Stale = true
@@ -129,6 +131,10 @@ func (n *Node) Clean(ctx context.Context, r reconciler.Resource) error {
 	case reconciler.ObjIP:
 		return n.cfg.Network.Teardown(ctx, network.Attachment{PodID: r.Owner})
 	case reconciler.ObjPodDir:
+		// A runc pod's infra process lives as long as it is not killed.
+		if err := pod.StopInfra(ctx, n.cfg.PodRoot, r.Owner); err != nil {
+			return err
+		}
 		return pod.Remove(n.cfg.PodRoot, r.Owner)
 	case reconciler.ObjPodPins:
 		return pod.Unpin(n.cfg.PodRoot, r.Owner)
