@@ -9,6 +9,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crisp-cri/crisp/cri/failpoint"
+	"github.com/crisp-cri/crisp/cri/ocispec"
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 	"github.com/crisp-cri/crisp/runtimes/network"
@@ -117,6 +118,17 @@ func (s *Server) setUpSandbox(ctx context.Context, row db.Sandbox, cfg *runtimea
 		undo.push(func(ctx context.Context) error { return s.net.Teardown(ctx, att) })
 		failpoint.Hit("pod.run.after-cni")
 		t.done("cni")
+	}
+	// A gVisor pod's infra container sets them; crisp sets them for the
+	// namespaces it made itself.
+	if !needsInfra(cfg, s.handlerType(row.Handler)) {
+		sysctls, err := ocispec.PodSysctls(cfg)
+		if err != nil {
+			return err
+		}
+		if err := pod.SetSysctls(ready.NetNSPath, pod.Lookup(s.podRoot, row.ID).IPCNS, sysctls); err != nil {
+			return fmt.Errorf("pod sysctls: %w", err)
+		}
 	}
 	switch {
 	case needsInfra(cfg, s.handlerType(row.Handler)):

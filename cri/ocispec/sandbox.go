@@ -202,3 +202,10 @@ func sysctlName(k string) string {
 		return r
 	}, k)
 }
+
+// PodSysctls validates a pod's sysctls (see podSysctls) and returns them
+// by dotted name, for a pod whose namespaces crisp sets up itself.
+func PodSysctls(cfg *runtimeapi.PodSandboxConfig) (map[string]string, error) {
+	ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	return podSysctls(cfg.GetLinux().GetSysctls(), ns.GetNetwork() == runtimeapi.NamespaceMode_NODE, ns.GetIpc() == runtimeapi.NamespaceMode_NODE)
+}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crisp-cri/crisp/test/harness"
@@ -168,4 +170,38 @@ func pgrep(t *testing.T, s string) string {
 		return ""
 	}
 	return pids[0]
+}
+
+// A pod without an infra process (kubelet's default: no shared PID
+// namespace) gets its sysctls too, in its own namespaces only.
+func TestPodSysctlsWithoutInfra(t *testing.T) {
+	harness.RequireRoot(t)
+	d := harness.Start(t)
+	image := withBusybox(t, d)
+	pc := podConfig("sysctls")
+	pc.Linux.Sysctls = map[string]string{"net.ipv4.ip_unprivileged_port_start": "1000", "kernel/shm_rmid_forced": "1"}
+	_, ctrID := runPodWithContainer(t, d, image, pc, "")
+	for path, want := range map[string]string{"/proc/sys/net/ipv4/ip_unprivileged_port_start": "1000", "/proc/sys/kernel/shm_rmid_forced": "1"} {
+		if got := strings.TrimSpace(execOut(t, d, ctrID, "cat", path)); got != want {
+			t.Errorf("%s in the pod = %q, want %q", path, got, want)
+		}
+	}
+	// The host's values are untouched.
+	if b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start"); strings.TrimSpace(string(b)) == "1000" {
+		t.Errorf("the host's ip_unprivileged_port_start became 1000")
+	}
+	// A sysctl that is not namespaced is refused, and nothing is left.
+	bad := podConfig("badsysctl")
+	bad.Linux.Sysctls = map[string]string{"kernel.panic": "1"}
+	_, err := d.Runtime().RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: bad})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("RunPodSandbox with kernel.panic = %v, want InvalidArgument", err)
+	}
+	out, _, err := d.Crispctl("sql", "--csv", "SELECT (SELECT count(*) FROM sandboxes) || '/' || (SELECT count(*) FROM names WHERE kind = 'pod')")
+	if err != nil || !strings.HasSuffix(out, "\n1/1\n") {
+		t.Errorf("pods/pod names after the refused pod = %q (%v), want only the first pod's 1/1", out, err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(d.RunDir, "netns")); len(entries) != 1 {
+		t.Errorf("%d netns pins after the refused pod, want the first pod's 1", len(entries))
+	}
 }
