@@ -16,10 +16,21 @@ import (
 	"github.com/crisp-cri/crisp/test/harness"
 )
 
-// The crictl workflow of a node operator, on runc: runp, create, start,
-// exec, logs, ps, pods, inspect, inspectp, stop, rm, stopp, rmp.
+// The crictl workflow of a node operator, on runc and on runsc (a pod
+// annotated untrusted): runp, create, start, exec, logs, ps, pods,
+// inspect, inspectp, stats, stop, rm, stopp, rmp.
 func TestCrictlPodAndContainerOnRunc(t *testing.T) {
 	harness.RequireRoot(t)
+	crictlWorkflow(t, nil, "runc", "default")
+}
+
+func TestCrictlPodAndContainerOnRunsc(t *testing.T) {
+	harness.RequireRoot(t)
+	harness.RequireTool(t, "runsc")
+	crictlWorkflow(t, map[string]string{"io.kubernetes.cri.untrusted-workload": "true"}, "runsc", "annotation")
+}
+
+func crictlWorkflow(t *testing.T, annotations map[string]string, handler, reason string) {
 	d := harness.Start(t)
 	image := withBusybox(t, d)
 	dir := t.TempDir()
@@ -30,6 +41,7 @@ func TestCrictlPodAndContainerOnRunc(t *testing.T) {
 		"hostname":      "cli",
 		"log_directory": filepath.Join(dir, "logs"),
 		"labels":        map[string]string{"app": "cli"},
+		"annotations":   annotations,
 		"linux":         map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"pid": 1}}},
 	})
 	writeJSON(t, ctr, map[string]any{
@@ -86,16 +98,21 @@ func TestCrictlPodAndContainerOnRunc(t *testing.T) {
 	}
 	var inspectp struct {
 		Status struct {
-			State   string `json:"state"`
-			Network struct {
+			State          string `json:"state"`
+			RuntimeHandler string `json:"runtimeHandler"`
+			Network        struct {
 				IP string `json:"ip"`
 			} `json:"network"`
 		} `json:"status"`
 		Info map[string]any `json:"info"`
 	}
 	if err := json.Unmarshal([]byte(run("inspectp", podID)), &inspectp); err != nil || inspectp.Status.State != "SANDBOX_READY" ||
-		!strings.HasPrefix(inspectp.Status.Network.IP, "10.213.251.") || inspectp.Info["trustReason"] != "default" {
-		t.Errorf("crictl inspectp = %+v, %v", inspectp, err)
+		!strings.HasPrefix(inspectp.Status.Network.IP, "10.213.251.") || inspectp.Info["trustReason"] != reason || inspectp.Status.RuntimeHandler != handler {
+		t.Errorf("crictl inspectp = %+v, %v; want ready, an IP, handler %s (%s)", inspectp, err, handler, reason)
+	}
+	// The runtime itself, not crisp, lists the container.
+	if !listed(t, handler, filepath.Join(d.RunDir, handler), ctrID) {
+		t.Errorf("%s list lacks container %s", handler, ctrID)
 	}
 	var stats struct {
 		Stats []struct {
