@@ -245,19 +245,26 @@ func (s *Server) removeContainer(ctx context.Context, c db.Container, rt *oci.Ru
 	}
 	failpoint.Hit("container.remove.after-state")
 	t.done("mark-removing")
-	// The container has stopped, so a plain delete does; force (which asks
-	// the runtime for the state first) only if it did not.
-	if err := rt.Delete(ctx, c.ID, false); err != nil && !errors.Is(err, oci.ErrNotFound) {
-		if err := ignoreNotFound(rt.Delete(ctx, c.ID, true)); err != nil {
-			return err
+	// The runtime's container and the rootfs do not depend on each other:
+	// delete them side by side.
+	deleted := make(chan error, 1)
+	go func() {
+		// The container has stopped, so a plain delete does; force (which
+		// asks the runtime for the state first) only if it did not.
+		err := rt.Delete(ctx, c.ID, false)
+		if err != nil && !errors.Is(err, oci.ErrNotFound) {
+			err = ignoreNotFound(rt.Delete(ctx, c.ID, true))
+		} else {
+			err = nil
 		}
-	}
-	t.done("runtime-delete")
-	failpoint.Hit("container.remove.after-runtime")
-	if err := s.images.RemoveContainer(c.ID); err != nil {
+		failpoint.Hit("container.remove.after-runtime")
+		deleted <- err
+	}()
+	storageErr := s.images.RemoveContainer(c.ID)
+	if err := errors.Join(<-deleted, storageErr); err != nil {
 		return err
 	}
-	t.done("storage")
+	t.done("runtime-and-storage")
 	if err := os.Remove(filepath.Join(s.exitDir, c.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
