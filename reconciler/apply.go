@@ -95,10 +95,7 @@ func (r *Reconciler) apply(ctx context.Context, a Action) error {
 	case Adopt:
 		return r.adopt(ctx, a)
 	case Forget:
-		if a.Object == db.KindPod {
-			return r.store.DeleteSandbox(ctx, a.ID)
-		}
-		return r.store.DeleteContainer(ctx, a.ID)
+		return r.forget(ctx, a)
 	case MarkExited:
 		if a.Object == db.KindPod {
 			return ignoreWrongState(r.store.SetSandboxState(ctx, a.ID, db.SandboxNotReady, db.SandboxReady))
@@ -174,6 +171,23 @@ func (r *Reconciler) adoptedContainer(c db.Container, a Action) db.Container {
 		}
 	}
 	return c
+}
+
+// forget deletes the row of a container (or pod with infra, whose infra
+// container has the pod's id) that is gone from storage and runtime. What
+// crisp keeps of it beside them on the node, its bundle dir and exit file,
+// goes first: nothing else would ever remove them. Storage's Remove does
+// that and finds no record to delete.
+func (r *Reconciler) forget(ctx context.Context, a Action) error {
+	if r.storage != nil {
+		if err := r.storage.Remove(ctx, a.ID); err != nil && !errors.Is(err, db.ErrNotFound) {
+			return fmt.Errorf("remove what is left of %s: %w", a.ID, err)
+		}
+	}
+	if a.Object == db.KindPod {
+		return r.store.DeleteSandbox(ctx, a.ID)
+	}
+	return r.store.DeleteContainer(ctx, a.ID)
 }
 
 // removeOrphan kills and deletes a runtime container and removes its

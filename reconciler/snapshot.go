@@ -51,7 +51,9 @@ type Storage interface {
 	Records(ctx context.Context) ([]Record, error)
 	// Rebuild reads back the row a record was made from (adopt).
 	Rebuild(ctx context.Context, rec Record) (Rebuilt, error)
-	// Remove unmounts and deletes a record; a missing one is not an error.
+	// Remove unmounts and deletes a record, and what crisp keeps of the
+	// container beside it (bundle dir, exit file); a missing one is not an
+	// error.
 	Remove(ctx context.Context, id string) error
 }
 
