@@ -62,6 +62,27 @@ func (s *Server) startInfraProcess(row db.Sandbox, cfg *runtimeapi.PodSandboxCon
 	return undo, nil
 }
 
+// stopInfraProcess kills a runc pod's infra process, if it has one, and
+// removes the cgroup it was placed in.
+func (s *Server) stopInfraProcess(ctx context.Context, sb db.Sandbox) error {
+	if err := pod.StopInfra(ctx, s.podRoot, sb.ID); err != nil {
+		return err
+	}
+	if sb.InfraID != "" {
+		return nil // an infra container's runtime removes its cgroup
+	}
+	cfg, err := sandboxConfig(sb)
+	if err != nil {
+		return err
+	}
+	if nsOptions(cfg).Pid == runtimeapi.NamespaceMode_POD {
+		if cgroup, err := ocispec.CgroupsPath(cfg.GetLinux().GetCgroupParent(), sb.ID); err == nil {
+			oci.RemoveCgroup(cgroup)
+		}
+	}
+	return nil
+}
+
 // startInfra runs a pod's infra container, `crispd pause` from an empty
 // read-only rootfs (no image to pull), under the pod's handler. Its id is
 // the pod's id: under runsc it is the gVisor sandbox the pod's containers

@@ -62,7 +62,7 @@ func (s *Server) stopSandbox(ctx context.Context, sb db.Sandbox, t *steps) error
 			t.done("infra")
 		}
 	}
-	if err := pod.StopInfra(ctx, s.podRoot, sb.ID); err != nil {
+	if err := s.stopInfraProcess(ctx, sb); err != nil {
 		return err
 	}
 	failpoint.Hit("pod.stop.after-containers")

@@ -123,20 +123,9 @@ func containerCgroups(m mountTable) []reconciler.Resource {
 func (n *Node) Clean(ctx context.Context, r reconciler.Resource) error {
 	switch r.Object {
 	case reconciler.ObjNetNS:
-		// DEL first: it finds the pod's interfaces through the netns. A
-		// stale pin (not mounted: a reboot or someone unmounted it) holds
-		// no namespace, and CNI plugins refuse a path that is not one
-		// ("unknown FS magic"), every pass: DEL without a netns still
-		// releases the pod's IPs, and its interfaces go with the namespace.
-		a := network.Attachment{PodID: r.Owner, NetNS: r.Path}
-		mounts, err := readMounts()
-		if err != nil {
-			return err
-		}
-		if !mounts.at[r.Path] {
-			a.NetNS = ""
-		}
-		if err := n.cfg.Network.Teardown(ctx, a); err != nil {
+		// DEL first: it finds the pod's interfaces through the netns (a
+		// stale pin that holds none is handled by Teardown).
+		if err := n.cfg.Network.Teardown(ctx, network.Attachment{PodID: r.Owner, NetNS: r.Path}); err != nil {
 			return err
 		}
 		return n.cfg.Network.RemoveNetNS(r.Path)

@@ -113,6 +113,13 @@ func (m *Manager) Setup(ctx context.Context, a Attachment) (ips []string, retErr
 // without them) still removes everything. Safe for concurrent use on
 // different pods.
 func (m *Manager) Teardown(ctx context.Context, a Attachment) error {
+	// A pin that no longer holds a namespace (unmounted by a reboot or by
+	// hand) is refused by the plugins ("unknown FS magic"), on every try:
+	// DEL without a netns still releases the IPs, and the interfaces went
+	// with the namespace.
+	if a.NetNS != "" && isStalePin(a.NetNS) {
+		a.NetNS = ""
+	}
 	rt, err := m.runtimeConf(a)
 	if err != nil {
 		return fmt.Errorf("cni del %s: %w", a.PodID, err)

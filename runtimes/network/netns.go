@@ -149,3 +149,10 @@ func checkID(id string) error {
 	}
 	return nil
 }
+
+// isStalePin reports whether path is a file that holds no namespace (a pin
+// whose bind mount is gone). A missing path is not one: plugins accept it.
+func isStalePin(path string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st) == nil && st.Type != unix.NSFS_MAGIC
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -188,5 +190,24 @@ func TestSetupTwice(t *testing.T) {
 	}
 	if _, err := m.Setup(ctx, fakePod()); err != nil {
 		t.Errorf("Setup() after Teardown error = %v", err)
+	}
+}
+
+// A pin whose mount is gone is a plain file: plugins refuse it ("unknown FS
+// magic") on every try, so DEL goes without a netns and still releases.
+func TestTeardownOfStalePinDropsNetNS(t *testing.T) {
+	capture, cache := t.TempDir(), t.TempDir()
+	m := fakeManager(t, capture, cache, "")
+	a := fakePod()
+	a.NetNS = filepath.Join(t.TempDir(), "pod-c") // a file, not a namespace
+	if err := os.WriteFile(a.NetNS, nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Teardown(context.Background(), a); err != nil {
+		t.Fatalf("Teardown() error = %v", err)
+	}
+	calls := fakeCalls(t, capture)
+	if len(calls) != 1 || calls[0].Command != "DEL" || calls[0].NetNS != "" {
+		t.Errorf("plugin calls = %+v, want one DEL without a netns", calls)
 	}
 }

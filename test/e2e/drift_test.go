@@ -373,9 +373,9 @@ func TestDrift(t *testing.T) {
 	t.Run("no-leftovers", func(t *testing.T) {
 		// The containers' cgroups, which their runtime made, must go with
 		// them: those of the containers the pass repaired (whose monitor
-		// was killed, or that runc deleted) and of the orphan included.
-		// (A pod's own cgroup, of a runc pod's infra process, is the CRI's.)
-		ctrIDs := []string{cGone, stranger}
+		// was killed, or that runc deleted) and of the orphan included;
+		// and a runc pod's own cgroup (its infra process's) with the pod.
+		ctrIDs := []string{cGone, stranger, ctrPod, netnsPod, stalePod, infraPod}
 		cs, err := rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
 		if err != nil {
 			t.Fatal(err)
