@@ -244,6 +244,8 @@ func (d *differ) container(c db.Container, handler string) (Action, bool) {
 		a.Kind, a.Reason = Forget, "gone from storage and runtime"
 	case c.State == db.ContainerExited:
 		return a, false
+	case isLive && live.Status == LiveStopped && live.MonitorAlive && !d.hasExit(c.ID):
+		return a, false // its monitor is about to write the exit file: next pass
 	case !isLive || live.Status == LiveStopped:
 		a.Kind, a.Reason = MarkExited, "runtime says stopped"
 		if !isLive {
@@ -308,4 +310,9 @@ func objectRank(a Action) int {
 		return 0
 	}
 	return 1
+}
+
+func (d *differ) hasExit(id string) bool {
+	_, ok := d.s.Exits[id]
+	return ok
 }

@@ -90,6 +90,18 @@ func TestDiff(t *testing.T) {
 				Reason: "runtime says stopped"}},
 		},
 		{
+			name: "running row, runtime says stopped, monitor still alive, no exit file yet: wait for it",
+			snap: func() Snapshot {
+				l := live(LiveStopped, "c1")
+				c := l[id("c1")]
+				c.MonitorAlive = true
+				l[id("c1")] = c
+				return Snapshot{Sandboxes: []db.Sandbox{podA}, Containers: []db.Container{container("c1", "a", db.ContainerRunning, old)},
+					Stored: stored("c1"), Live: l}
+			}(),
+			want: nil,
+		},
+		{
 			name: "young running row is left alone even if the runtime lost it",
 			snap: Snapshot{Sandboxes: []db.Sandbox{podA}, Containers: []db.Container{container("c1", "a", db.ContainerRunning, young)},
 				Stored: stored("c1"), Live: live(LiveRunning)},

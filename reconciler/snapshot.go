@@ -42,6 +42,9 @@ type Live struct {
 	Handler string
 	Status  LiveStatus
 	PID     int
+	// MonitorAlive: the container has stopped but its monitor still runs,
+	// about to write the exit file (observed for stopped containers only).
+	MonitorAlive bool
 }
 
 // Storage is the reconciler's view of container storage. Implementations

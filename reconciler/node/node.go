@@ -65,7 +65,11 @@ func (n *Node) List(ctx context.Context) ([]reconciler.Live, error) {
 			return nil, fmt.Errorf("runtime %s: %w", name, err)
 		}
 		for _, st := range states {
-			out = append(out, reconciler.Live{ID: st.ID, Handler: name, Status: reconciler.LiveStatus(st.Status), PID: st.PID})
+			l := reconciler.Live{ID: st.ID, Handler: name, Status: reconciler.LiveStatus(st.Status), PID: st.PID}
+			if l.Status == reconciler.LiveStopped {
+				l.MonitorAlive = oci.MonitorAlive(filepath.Join(n.cfg.BundleDir, st.ID), st.ID)
+			}
+			out = append(out, l)
 		}
 	}
 	return out, nil

@@ -51,3 +51,14 @@ func ExitCodes(exitDir string) (map[string]int32, error) {
 	}
 	return out, nil
 }
+
+// MonitorAlive reports whether container id's monitor (conmon, or crisp's
+// own for a runsc sub-container) still runs: while it does, it has not yet
+// written the container's exit file.
+func MonitorAlive(bundle, id string) bool {
+	if pid, err := readPidFile(filepath.Join(bundle, conmonPidName)); err == nil && isConmon(pid) {
+		return true
+	}
+	_, ok := monitorPid(bundle, id)
+	return ok
+}
