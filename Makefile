@@ -17,7 +17,7 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 # root-only end-to-end tests in test/, which start the real binaries.
 TEST_FLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: all deps build tools run unit test lint generate bench clean
+.PHONY: all deps build tools run unit test lint generate bench chaos clean
 
 all: build
 
@@ -72,6 +72,11 @@ generate:
 bench: deps build
 	CGO_ENABLED=1 $(GO) test -tags $(TAGS) -run '^$$' -bench . -benchmem ./db/
 	CGO_ENABLED=1 CRISP_BIN_DIR=$(BIN) $(GO) test -tags $(TAGS) -run '^$$' -bench . -benchtime 20x ./test/bench/
+
+## chaos: the chaos test alone, longer: 500 kill -9 iterations (CRISP_CHAOS_ITERATIONS, CRISP_CHAOS_SEED override; root; it builds its own crispd with failpoints)
+chaos: deps
+	CGO_ENABLED=1 CRISP_CHAOS_ITERATIONS=$${CRISP_CHAOS_ITERATIONS:-500} \
+		$(GO) test -tags $(TAGS) -count=1 -timeout 3h -v -run '^TestChaos$$' ./test/chaos/
 
 clean:
 	rm -rf $(BIN)
