@@ -103,7 +103,12 @@ func (r *Reconciler) apply(ctx context.Context, a Action) error {
 		exit := db.Exit{Code: a.ExitCode, Reason: a.ExitReason, Message: a.Reason, At: r.now().UnixNano()}
 		return ignoreWrongState(r.store.MarkContainerExited(ctx, a.ID, exit))
 	case FinishOrRollback:
-		if a.FinishTo != "" {
+		switch a.FinishTo {
+		case "":
+		case db.ContainerRunning:
+			started := db.Started{PID: a.PID, PIDStart: a.PIDStart, At: r.now().UnixNano()}
+			return ignoreWrongState(r.store.MarkContainerStarted(ctx, a.ID, started))
+		default:
 			return ignoreWrongState(r.store.SetContainerState(ctx, a.ID, a.FinishTo, db.ContainerCreating))
 		}
 		return r.rollback(ctx, a)

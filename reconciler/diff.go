@@ -56,6 +56,7 @@ type Action struct {
 	SandboxState   db.SandboxState
 	ContainerState db.ContainerState
 	PID            int
+	PIDStart       uint64 // FinishOrRollback to running: the pid's start time
 }
 
 // exitUnknown is the exit code of a container that vanished without a
@@ -101,13 +102,14 @@ type differ struct {
 	podDown      map[string]bool     // pods that are, or are being marked, not ready
 	netns        map[string]Resource // netns pins by pod
 	podDirs      map[string]Resource // pod dirs by pod
+	hasIP        map[string]bool     // pods that hold an IP allocation
 	out          []Action
 }
 
 func newDiffer(s Snapshot, now time.Time, grace time.Duration) *differ {
 	d := &differ{s: s, now: now, grace: grace, pods: map[string]db.Sandbox{}, containersOf: map[string][]db.Container{},
 		rowIDs: map[string]bool{}, updated: map[string]int64{}, rolledBack: map[string]bool{}, podGone: map[string]string{}, podDown: map[string]bool{},
-		netns: map[string]Resource{}, podDirs: map[string]Resource{}}
+		netns: map[string]Resource{}, podDirs: map[string]Resource{}, hasIP: map[string]bool{}}
 	for _, sb := range s.Sandboxes {
 		d.pods[sb.ID] = sb
 		d.rowIDs[sb.ID] = true
@@ -127,6 +129,8 @@ func newDiffer(s Snapshot, now time.Time, grace time.Duration) *differ {
 			d.netns[r.Owner] = r
 		case ObjPodDir:
 			d.podDirs[r.Owner] = r
+		case ObjIP:
+			d.hasIP[r.Owner] = true
 		}
 	}
 	return d
@@ -193,6 +197,9 @@ func (d *differ) sandbox(sb db.Sandbox) []Action {
 		if why := d.pinsGone(sb.ID, sb.NetNSPath != ""); why != "" {
 			return notReady(why)
 		}
+		if d.ipsReleased(sb) {
+			return notReady("its IP addresses were released")
+		}
 		return nil
 	}
 	live, isLive := d.s.Live[sb.InfraID]
@@ -227,6 +234,12 @@ func (d *differ) pinsGone(id string, hasNetNS bool) string {
 	return ""
 }
 
+// ipsReleased: a pod recorded with IPs holds none any more (a crash in
+// StopPodSandbox between the CNI DEL and the row): its network is gone.
+func (d *differ) ipsReleased(sb db.Sandbox) bool {
+	return d.s.IPsObserved && sb.NetNSPath != "" && len(sb.IPs) > 0 && !d.hasIP[sb.ID]
+}
+
 // container decides the repair, if any, for one old-enough container row.
 func (d *differ) container(c db.Container, handler string) (Action, bool) {
 	a := Action{Object: db.KindContainer, ID: c.ID, Handler: handler}
@@ -235,9 +248,18 @@ func (d *differ) container(c db.Container, handler string) (Action, bool) {
 	switch {
 	case c.State == db.ContainerCreating:
 		a.Kind, a.Reason = FinishOrRollback, "was left creating"
-		if isLive && stored && live.Status == LiveCreated {
+		switch {
+		case isLive && stored && live.Status == LiveCreated && live.MonitorAlive:
 			a.FinishTo, a.Reason = db.ContainerCreated, "was left creating; runtime has it created"
+		case isLive && live.Status == LiveCreated:
+			// A crash while its monitor was being set up: nothing would
+			// ever record its exit.
+			a.Reason = "was left creating; runtime has it created, without a monitor"
 		}
+	case c.State == db.ContainerCreated && isLive && live.Status == LiveRunning:
+		// A crash between the runtime's start and the row.
+		a.Kind, a.Reason, a.FinishTo = FinishOrRollback, "was left created; runtime has it running", db.ContainerRunning
+		a.PID, a.PIDStart = live.PID, live.PIDStart
 	case c.State == db.ContainerRemoving:
 		a.Kind, a.Reason = FinishOrRollback, "was left removing"
 	case !isLive && !stored:

@@ -40,7 +40,7 @@ func stored(tags ...string) map[string]Record {
 func live(status LiveStatus, tags ...string) map[string]Live {
 	m := map[string]Live{}
 	for _, t := range tags {
-		m[id(t)] = Live{ID: id(t), Handler: "runc", Status: status}
+		m[id(t)] = Live{ID: id(t), Handler: "runc", Status: status, MonitorAlive: status != LiveStopped}
 	}
 	return m
 }
@@ -119,6 +119,33 @@ func TestDiff(t *testing.T) {
 				Stored: stored("c1"), Live: live(LiveCreated, "c1")},
 			want: []Action{{Kind: FinishOrRollback, Object: db.KindContainer, ID: id("c1"), Handler: "runc", FinishTo: db.ContainerCreated,
 				Reason: "was left creating; runtime has it created"}},
+		},
+		{
+			name: "old creating container that the runtime created but whose monitor died: roll back",
+			snap: Snapshot{Sandboxes: []db.Sandbox{podA}, Containers: []db.Container{container("c1", "a", db.ContainerCreating, old)},
+				Stored: stored("c1"), Live: map[string]Live{id("c1"): {ID: id("c1"), Handler: "runc", Status: LiveCreated}}},
+			want: []Action{{Kind: FinishOrRollback, Object: db.KindContainer, ID: id("c1"), Handler: "runc",
+				Reason: "was left creating; runtime has it created, without a monitor"}},
+		},
+		{
+			name: "old created container that the runtime runs: finish the start with its pid",
+			snap: Snapshot{Sandboxes: []db.Sandbox{podA}, Containers: []db.Container{container("c1", "a", db.ContainerCreated, old)},
+				Stored: stored("c1"), Live: map[string]Live{id("c1"): {ID: id("c1"), Handler: "runc", Status: LiveRunning, PID: 42, PIDStart: 7, MonitorAlive: true}}},
+			want: []Action{{Kind: FinishOrRollback, Object: db.KindContainer, ID: id("c1"), Handler: "runc", FinishTo: db.ContainerRunning,
+				PID: 42, PIDStart: 7, Reason: "was left created; runtime has it running"}},
+		},
+		{
+			name: "ready pod whose IP was released: notready",
+			snap: Snapshot{Sandboxes: []db.Sandbox{func() db.Sandbox {
+				sb := sandbox("a", db.SandboxReady, old)
+				sb.NetNSPath, sb.IPs = "/run/crisp/netns/"+id("a"), db.StringList{"10.0.0.2"}
+				return sb
+			}()}, Stored: stored(), Live: live(LiveRunning), IPsObserved: true,
+				Resources: []Resource{{Object: ObjNetNS, Owner: id("a"), Path: "/run/crisp/netns/" + id("a")}}},
+			want: []Action{
+				{Kind: MarkExited, Object: db.KindPod, ID: id("a"), Handler: "runc", Reason: "its IP addresses were released"},
+				{Kind: Clean, Object: ObjNetNS, ID: id("a"), Name: "/run/crisp/netns/" + id("a"), Reason: "its pod is not ready"},
+			},
 		},
 		{
 			name: "old creating container without runtime container: roll back",

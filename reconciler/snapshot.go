@@ -42,8 +42,9 @@ type Live struct {
 	Handler string
 	Status  LiveStatus
 	PID     int
-	// MonitorAlive: the container has stopped but its monitor still runs,
-	// about to write the exit file (observed for stopped containers only).
+	PIDStart uint64 // the running pid's start time (see db.Started)
+	// MonitorAlive: the container's monitor (conmon) still runs: it will
+	// record the exit; for a stopped container, it is about to.
 	MonitorAlive bool
 }
 
@@ -86,6 +87,9 @@ type Snapshot struct {
 	Live       map[string]Live   // runtime containers of all handlers, by id; nil = not observed
 	Exits      map[string]int32  // monitor exit codes, by container id
 	Resources  []Resource        // what else crisp made on the node; nil = not observed
+	// IPsObserved: Resources lists every IP allocation (the network's IPAM
+	// is host-local), so a pod without one has really lost its address.
+	IPsObserved bool
 	// Rebooted: the machine booted since the last pass, so no process of
 	// any pod or container survived, whatever the files say.
 	Rebooted bool
@@ -103,6 +107,7 @@ type Store interface {
 	DeleteContainer(ctx context.Context, id string) error
 	SetSandboxState(ctx context.Context, id string, to db.SandboxState, from ...db.SandboxState) error
 	SetContainerState(ctx context.Context, id string, to db.ContainerState, from ...db.ContainerState) error
+	MarkContainerStarted(ctx context.Context, id string, st db.Started) error
 	MarkContainerExited(ctx context.Context, id string, e db.Exit) error
 	ReleaseName(ctx context.Context, kind db.NameKind, name, owner string) error
 	AppendEvent(ctx context.Context, e db.Event) error
@@ -122,6 +127,9 @@ func Observe(ctx context.Context, st Store, storage Storage, rt Runtime, left Le
 	var s Snapshot
 	var err error
 	if left != nil && rt != nil && storage != nil {
+		if t, ok := left.(interface{ TracksIPs() bool }); ok {
+			s.IPsObserved = t.TracksIPs()
+		}
 		if s.Resources, err = left.Resources(ctx); err != nil {
 			return s, fmt.Errorf("list node resources: %w", err)
 		}

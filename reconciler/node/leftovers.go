@@ -235,3 +235,6 @@ func unescape(s string) string {
 	}
 	return b.String()
 }
+
+// TracksIPs: the network's IPAM is host-local, whose allocations Resources lists.
+func (n *Node) TracksIPs() bool { return n.cfg.Network.TracksIPs() }

@@ -65,9 +65,10 @@ func (n *Node) List(ctx context.Context) ([]reconciler.Live, error) {
 			return nil, fmt.Errorf("runtime %s: %w", name, err)
 		}
 		for _, st := range states {
-			l := reconciler.Live{ID: st.ID, Handler: name, Status: reconciler.LiveStatus(st.Status), PID: st.PID}
-			if l.Status == reconciler.LiveStopped {
-				l.MonitorAlive = oci.MonitorAlive(filepath.Join(n.cfg.BundleDir, st.ID), st.ID)
+			l := reconciler.Live{ID: st.ID, Handler: name, Status: reconciler.LiveStatus(st.Status), PID: st.PID,
+				MonitorAlive: oci.MonitorAlive(filepath.Join(n.cfg.BundleDir, st.ID), st.ID)}
+			if l.Status == reconciler.LiveRunning {
+				l.PIDStart, _, _ = procStart(st.PID)
 			}
 			out = append(out, l)
 		}

@@ -135,6 +135,14 @@ func hostLocalDirs(list *libcni.NetworkConfigList) (dirs, warnings []string) {
 // host-local's lock, so an allocation being written at that moment may show
 // an empty id. Safe for concurrent use.
 func (m *Manager) Allocations() (map[string]string, error) {
+	return m.allocations()
+}
+
+// TracksIPs reports whether Allocations sees every address of the network:
+// its IPAM is host-local.
+func (m *Manager) TracksIPs() bool { return len(m.ipamDirs) > 0 }
+
+func (m *Manager) allocations() (map[string]string, error) {
 	out := map[string]string{}
 	for _, dir := range m.ipamDirs {
 		entries, err := os.ReadDir(dir)
