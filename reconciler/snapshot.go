@@ -38,10 +38,10 @@ const (
 
 // Live is one container that an OCI runtime knows, under one handler.
 type Live struct {
-	ID      string
-	Handler string
-	Status  LiveStatus
-	PID     int
+	ID       string
+	Handler  string
+	Status   LiveStatus
+	PID      int
 	PIDStart uint64 // the running pid's start time (see db.Started)
 	// MonitorAlive: the container's monitor (conmon) still runs: it will
 	// record the exit; for a stopped container, it is about to.
