@@ -38,7 +38,12 @@ func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContai
 	t := startSteps()
 	failpoint.Hit("container.start.before-runtime")
 	if err := rt.Start(ctx, c.ID); err != nil {
-		return nil, fmt.Errorf("start container %s: %w", c.ID, err)
+		// kubelet's retry of a start that a crash cut off after the
+		// runtime had started the container: record it, as the first
+		// call would have.
+		if st, serr := rt.State(ctx, c.ID); serr != nil || st.Status != "running" {
+			return nil, fmt.Errorf("start container %s: %w", c.ID, err)
+		}
 	}
 	failpoint.Hit("container.start.after-runtime")
 	t.done("runtime-start")
@@ -90,7 +95,10 @@ func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContaine
 }
 
 func (s *Server) stopContainer(ctx context.Context, c db.Container, rt *oci.Runtime, timeout time.Duration) error {
-	if c.State != db.ContainerRunning && c.State != db.ContainerCreated {
+	if c.State == db.ContainerCreated {
+		return s.stopCreated(ctx, c, rt)
+	}
+	if c.State != db.ContainerRunning {
 		return nil
 	}
 	if timeout > 0 && c.State == db.ContainerRunning {
@@ -117,6 +125,28 @@ func (s *Server) stopContainer(ctx context.Context, c db.Container, rt *oci.Runt
 	failpoint.Hit("container.stop.after-kill")
 	if !s.waitExit(ctx, c.ID, 30*time.Second) {
 		return fmt.Errorf("container %s did not exit 30s after SIGKILL", c.ID)
+	}
+	return nil
+}
+
+// stopCreated stops a container that was never started. Its init only
+// waits to be started, so there is nothing to signal (runsc refuses to):
+// deleting it from the runtime ends it, and its monitor records the exit.
+// A monitor that cannot (a runsc sub-container's) is killed, and crisp
+// records the exit itself.
+func (s *Server) stopCreated(ctx context.Context, c db.Container, rt *oci.Runtime) error {
+	if err := ignoreNotFound(rt.Delete(ctx, c.ID, true)); err != nil {
+		return err
+	}
+	if s.waitExit(ctx, c.ID, 2*time.Second) {
+		return nil
+	}
+	if err := oci.KillMonitor(filepath.Join(s.bundleDir, c.ID), c.ID); err != nil {
+		return err
+	}
+	exit := db.Exit{Code: 137, Reason: "Error", Message: "stopped before it was started", At: time.Now().UnixNano()}
+	if err := s.store.MarkContainerExited(ctx, c.ID, exit); err != nil && !errors.Is(err, db.ErrWrongState) {
+		return err
 	}
 	return nil
 }

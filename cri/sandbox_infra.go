@@ -40,16 +40,10 @@ func (s *Server) startInfraProcess(row db.Sandbox, cfg *runtimeapi.PodSandboxCon
 		return nil, err
 	}
 	p := pod.Lookup(s.podRoot, row.ID)
-	undo := func(ctx context.Context) error {
-		if err := pod.StopInfra(ctx, s.podRoot, row.ID); err != nil {
-			return err
-		}
-		oci.RemoveCgroup(cgroup)
-		return nil
-	}
+	undo := func(ctx context.Context) error { return pod.StopInfra(ctx, s.podRoot, row.ID, oci.RemoveCgroup) }
 	_, err = pod.StartInfra(s.podRoot, row.ID, pod.InfraOptions{
-		Exe: s.crispdPath, NSEnter: nsenter, NetNS: netns, IPCNS: p.IPCNS, UTSNS: p.UTSNS,
-		Place: func(pid int) error {
+		Exe: s.crispdPath, NSEnter: nsenter, NetNS: netns, IPCNS: p.IPCNS, UTSNS: p.UTSNS, Cgroup: cgroup,
+		Place: func(pid int, cgroup string) error {
 			if err := oci.MoveToCgroup(pid, cgroup); err != nil {
 				log.Warn("infra process stays in crisp's cgroup", slog.String("cgroup", cgroup), slog.Any(logkey.Err, err))
 			}
@@ -65,22 +59,7 @@ func (s *Server) startInfraProcess(row db.Sandbox, cfg *runtimeapi.PodSandboxCon
 // stopInfraProcess kills a runc pod's infra process, if it has one, and
 // removes the cgroup it was placed in.
 func (s *Server) stopInfraProcess(ctx context.Context, sb db.Sandbox) error {
-	if err := pod.StopInfra(ctx, s.podRoot, sb.ID); err != nil {
-		return err
-	}
-	if sb.InfraID != "" {
-		return nil // an infra container's runtime removes its cgroup
-	}
-	cfg, err := sandboxConfig(sb)
-	if err != nil {
-		return err
-	}
-	if nsOptions(cfg).Pid == runtimeapi.NamespaceMode_POD {
-		if cgroup, err := ocispec.CgroupsPath(cfg.GetLinux().GetCgroupParent(), sb.ID); err == nil {
-			oci.RemoveCgroup(cgroup)
-		}
-	}
-	return nil
+	return pod.StopInfra(ctx, s.podRoot, sb.ID, oci.RemoveCgroup)
 }
 
 // startInfra runs a pod's infra container, `crispd pause` from an empty

@@ -123,6 +123,14 @@ func (d *differ) resources() {
 			} else if d.podDown[r.Owner] && r.Stale {
 				clean(r, ObjPodPins, "its pod is not ready and its pins are not mounted")
 			}
+		case ObjInfra:
+			// Its pod dir's clean kills it too; this finds the one whose
+			// pod dir went first (a crash while RunPodSandbox undid).
+			if why := d.podGoneReason(r.Owner); why != "" {
+				if _, dir := d.podDirs[r.Owner]; !dir {
+					clean(r, ObjInfra, why)
+				}
+			}
 		case ObjMount:
 			if r.Owner == "" {
 				clean(r, ObjMount, "overlay mount of no container")

@@ -138,6 +138,24 @@ func TestDiffNode(t *testing.T) {
 			},
 		},
 		{
+			name: "infra process of a pod with no row, record nor dir: killed",
+			snap: Snapshot{Stored: stored(), Live: live(LiveRunning),
+				Resources: []Resource{{Object: ObjInfra, Owner: id("z"), Path: "4242"}}},
+			want: []Action{clean(ObjInfra, Resource{Object: ObjInfra, Owner: id("z"), Path: "4242"}, "its pod has no row nor record")},
+		},
+		{
+			name: "infra process of a gone pod whose dir remains: the dir's clean kills it",
+			snap: Snapshot{Stored: stored(), Live: live(LiveRunning),
+				Resources: []Resource{{Object: ObjInfra, Owner: id("z"), Path: "4242"}, podDirOf("z", false)}},
+			want: []Action{clean(ObjPodDir, podDirOf("z", false), "its pod has no row nor record")},
+		},
+		{
+			name: "infra process of a live pod: kept",
+			snap: Snapshot{Sandboxes: []db.Sandbox{sandbox("a", db.SandboxReady, old)}, Stored: stored(), Live: live(LiveRunning),
+				Resources: []Resource{{Object: ObjInfra, Owner: id("a"), Path: "4242"}, podDirOf("a", false)}},
+			want: nil,
+		},
+		{
 			name: "ready pod, pins in place: nothing to do",
 			snap: Snapshot{Sandboxes: []db.Sandbox{podA}, Stored: stored(), Live: live(LiveRunning),
 				Resources: []Resource{netnsOf("a", false), podDirOf("a", false), ipOf("a", "10.0.0.2")}},

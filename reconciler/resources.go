@@ -13,6 +13,7 @@ const (
 	ObjIP      db.NameKind = "ip"       // a host-local IPAM allocation
 	ObjPodDir  db.NameKind = "pod-dir"  // a pod's dir under the run dir
 	ObjPodPins db.NameKind = "pod-pins" // the shm and namespace pins in a pod dir (Clean only)
+	ObjInfra   db.NameKind = "infra"    // a runc pod's infra process (Path: its pid)
 	ObjMount   db.NameKind = "mount"    // an overlay mount under the storage graph root
 	ObjCgroup  db.NameKind = "cgroup"   // a container cgroup crisp's runtimes made
 )

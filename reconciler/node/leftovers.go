@@ -9,12 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/crisp-cri/crisp/reconciler"
 	"github.com/crisp-cri/crisp/runtimes/network"
+	"github.com/crisp-cri/crisp/runtimes/oci"
 	"github.com/crisp-cri/crisp/runtimes/pod"
 )
 
@@ -55,6 +57,13 @@ func (n *Node) Resources(context.Context) ([]reconciler.Resource, error) {
 			}
 		}
 		out = append(out, r)
+	}
+	infras, err := pod.InfraProcesses(n.cfg.PodRoot)
+	if err != nil {
+		return nil, err
+	}
+	for id, inf := range infras {
+		out = append(out, reconciler.Resource{Object: reconciler.ObjInfra, Owner: id, Path: strconv.Itoa(inf.PID)})
 	}
 	overlays, err := n.overlayMounts(mounts)
 	if err != nil {
@@ -133,10 +142,12 @@ func (n *Node) Clean(ctx context.Context, r reconciler.Resource) error {
 		return n.cfg.Network.Teardown(ctx, network.Attachment{PodID: r.Owner})
 	case reconciler.ObjPodDir:
 		// A runc pod's infra process lives as long as it is not killed.
-		if err := pod.StopInfra(ctx, n.cfg.PodRoot, r.Owner); err != nil {
+		if err := pod.StopInfra(ctx, n.cfg.PodRoot, r.Owner, oci.RemoveCgroup); err != nil {
 			return err
 		}
 		return pod.Remove(n.cfg.PodRoot, r.Owner)
+	case reconciler.ObjInfra:
+		return pod.KillStray(ctx, n.cfg.PodRoot, r.Owner, oci.RemoveCgroup)
 	case reconciler.ObjPodPins:
 		return pod.Unpin(n.cfg.PodRoot, r.Owner)
 	case reconciler.ObjMount:

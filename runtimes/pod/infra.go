@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -44,14 +45,17 @@ type InfraOptions struct {
 	NetNS   string // pinned namespaces to join; "" = stay in the host's
 	IPCNS   string
 	UTSNS   string
-	// Place moves the started process into the pod's cgroup; nil = stay.
-	Place func(pid int) error
+	// Cgroup is where the process goes (cgroupfs path; "" = stay), moved
+	// by Place and removed by StopInfra.
+	Cgroup string
+	Place  func(pid int, cgroup string) error
 }
 
 // Infra is a running infra process.
 type Infra struct {
-	PID   int
-	Start uint64 // start time in clock ticks after boot (/proc/<pid>/stat)
+	PID    int
+	Start  uint64 // start time in clock ticks after boot (/proc/<pid>/stat)
+	Cgroup string // "" = none of its own
 }
 
 // StartInfra starts pod id's infra process and records it in the pod dir.
@@ -96,10 +100,15 @@ func StartInfra(root, id string, o InfraOptions) (Infra, error) {
 	}
 	// Reap it if it dies while this crispd runs; after a restart, init does.
 	go func() { _ = cmd.Wait() }()
-	inf := Infra{PID: cmd.Process.Pid, Start: procStart(cmd.Process.Pid)}
+	inf := Infra{PID: cmd.Process.Pid, Start: procStart(cmd.Process.Pid), Cgroup: o.Cgroup}
 	fail := func(err error) (Infra, error) {
 		_ = cmd.Process.Kill()
 		return Infra{}, fmt.Errorf("start infra of pod %s: %w", id, err)
+	}
+	// Recorded at once, before the cgroup exists, so that whoever finds the
+	// pod later (StopInfra, the reconciler) can undo both.
+	if err := writeFileAtomic(filepath.Join(dir, infraFile), []byte(inf.record())); err != nil {
+		return fail(err)
 	}
 	// It writes one byte once it has joined the namespaces and isolated
 	// itself; EOF means it failed, and said why in its log.
@@ -108,16 +117,17 @@ func StartInfra(root, id string, o InfraOptions) (Infra, error) {
 		msg, _ := os.ReadFile(filepath.Join(dir, infraLog))
 		return fail(fmt.Errorf("it did not come up (%v): %s", err, strings.TrimSpace(string(msg))))
 	}
-	if o.Place != nil {
-		if err := o.Place(inf.PID); err != nil {
+	if o.Place != nil && o.Cgroup != "" {
+		if err := o.Place(inf.PID, o.Cgroup); err != nil {
 			return fail(err)
 		}
 	}
-	rec := fmt.Sprintf("%d %d\n", inf.PID, inf.Start)
-	if err := writeFileAtomic(filepath.Join(dir, infraFile), []byte(rec)); err != nil {
-		return fail(err)
-	}
 	return inf, nil
+}
+
+// record is the infra file's content: "<pid> <start time> [<cgroup>]".
+func (i Infra) record() string {
+	return strings.TrimSpace(fmt.Sprintf("%d %d %s", i.PID, i.Start, i.Cgroup)) + "\n"
 }
 
 // LookupInfra returns pod id's running infra process, or an error wrapping
@@ -130,12 +140,29 @@ func LookupInfra(root, id string) (Infra, error) {
 	if err != nil {
 		return Infra{}, err
 	}
-	var inf Infra
-	if _, err := fmt.Sscanf(string(b), "%d %d", &inf.PID, &inf.Start); err != nil {
-		return Infra{}, fmt.Errorf("pod %s: bad infra record %q: %w", id, b, err)
+	inf, err := parseInfra(string(b))
+	if err != nil {
+		return Infra{}, fmt.Errorf("pod %s: %w", id, err)
 	}
 	if !inf.Alive() {
-		return Infra{}, fmt.Errorf("pod %s: process %d: %w", id, inf.PID, ErrInfraExited)
+		return inf, fmt.Errorf("pod %s: process %d: %w", id, inf.PID, ErrInfraExited)
+	}
+	return inf, nil
+}
+
+func parseInfra(s string) (Infra, error) {
+	f := strings.Fields(s)
+	var inf Infra
+	var err1, err2 error
+	if len(f) >= 2 {
+		inf.PID, err1 = strconv.Atoi(f[0])
+		inf.Start, err2 = strconv.ParseUint(f[1], 10, 64)
+	}
+	if len(f) < 2 || len(f) > 3 || err1 != nil || err2 != nil {
+		return Infra{}, fmt.Errorf("bad infra record %q", s)
+	}
+	if len(f) == 3 {
+		inf.Cgroup = f[2]
 	}
 	return inf, nil
 }
@@ -148,30 +175,46 @@ func (i Infra) Alive() bool {
 }
 
 // StopInfra kills pod id's infra process (and with it every process of the
-// pod's PID namespace) and waits until it is gone. A pod without a running
-// infra is no error.
-func StopInfra(ctx context.Context, root, id string) error {
+// pod's PID namespace), waits until it is gone and removes its cgroup with
+// removeCgroup. A pod without a running infra is no error.
+func StopInfra(ctx context.Context, root, id string, removeCgroup func(string)) error {
 	inf, err := LookupInfra(root, id)
-	if errors.Is(err, ErrNoInfra) || errors.Is(err, ErrInfraExited) {
+	switch {
+	case errors.Is(err, ErrNoInfra):
 		return nil
-	}
-	if err != nil {
+	case errors.Is(err, ErrInfraExited):
+		if inf.Cgroup != "" {
+			removeCgroup(inf.Cgroup)
+		}
+		return nil
+	case err != nil:
 		return err
 	}
+	if err := Kill(ctx, inf); err != nil {
+		return fmt.Errorf("stop infra of pod %s: %w", id, err)
+	}
+	if inf.Cgroup != "" {
+		removeCgroup(inf.Cgroup)
+	}
+	return nil
+}
+
+// Kill sends SIGKILL to an infra process and waits until it has exited.
+func Kill(ctx context.Context, inf Infra) error {
 	// A pidfd pins the process: the signal cannot reach a recycled pid.
 	fd, err := unix.PidfdOpen(inf.PID, 0)
 	if err != nil {
 		if errors.Is(err, unix.ESRCH) {
 			return nil
 		}
-		return fmt.Errorf("stop infra of pod %s: %w", id, err)
+		return err
 	}
 	defer unix.Close(fd)
 	if !inf.Alive() { // the pid was recycled between lookup and open
 		return nil
 	}
 	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
-		return fmt.Errorf("stop infra of pod %s: kill %d: %w", id, inf.PID, err)
+		return fmt.Errorf("kill %d: %w", inf.PID, err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -181,7 +224,7 @@ func StopInfra(ctx context.Context, root, id string) error {
 			return nil
 		}
 		if ctx.Err() != nil || time.Now().After(deadline) {
-			return fmt.Errorf("stop infra of pod %s: process %d still runs after SIGKILL", id, inf.PID)
+			return fmt.Errorf("process %d still runs after SIGKILL", inf.PID)
 		}
 	}
 }
@@ -214,4 +257,80 @@ func writeFileAtomic(path string, b []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// InfraProcesses finds the infra processes of pods under root by their
+// command line (crispd pause --isolate <root>/<pod id>/infra-root), whether
+// or not their pod dir still records them: a crash can leave one behind.
+func InfraProcesses(root string) (map[string]Infra, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	prefix := filepath.Clean(root) + string(filepath.Separator)
+	out := map[string]Infra{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if id, ok := infraOf(pid, prefix); ok {
+			if start, state := procStat(pid); start != 0 && state != "Z" {
+				out[id] = Infra{PID: pid, Start: start}
+			}
+		}
+	}
+	return out, nil
+}
+
+// infraOf tells whether pid is the infra process of a pod under prefix.
+func infraOf(pid int, prefix string) (string, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		return "", false
+	}
+	args := strings.Split(string(b), "\x00")
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == "--isolate" && strings.HasPrefix(args[i+1], prefix) && filepath.Base(args[i+1]) == infraRoot {
+			return filepath.Base(filepath.Dir(args[i+1])), true
+		}
+	}
+	return "", false
+}
+
+// KillStray kills pod id's infra process found by InfraProcesses, when its
+// pod dir (and record) is gone, and removes the cgroup it ran in.
+func KillStray(ctx context.Context, root, id string, removeCgroup func(string)) error {
+	infras, err := InfraProcesses(root)
+	if err != nil {
+		return err
+	}
+	inf, ok := infras[id]
+	if !ok {
+		return nil
+	}
+	cgroup := memoryCgroup(inf.PID)
+	if err := Kill(ctx, inf); err != nil {
+		return fmt.Errorf("infra of pod %s: %w", id, err)
+	}
+	if cgroup != "" && cgroup != "/" {
+		removeCgroup(cgroup)
+	}
+	return nil
+}
+
+// memoryCgroup is the cgroup v1 memory path of pid (where crisp placed
+// it), or "".
+func memoryCgroup(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) == 3 && slices.Contains(strings.Split(parts[1], ","), "memory") {
+			return parts[2]
+		}
+	}
+	return ""
 }

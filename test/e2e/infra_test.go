@@ -205,3 +205,59 @@ func TestPodSysctlsWithoutInfra(t *testing.T) {
 		t.Errorf("%d netns pins after the refused pod, want the first pod's 1", len(entries))
 	}
 }
+
+// A container stopped before it was started ends exited, on runc and under
+// runsc (which refuses to signal a created container), and is removed
+// with nothing left running.
+func TestStopCreatedContainer(t *testing.T) {
+	harness.RequireRoot(t)
+	harness.RequireTool(t, "runsc")
+	d := harness.Start(t)
+	image := withBusybox(t, d)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rt := d.Runtime()
+	for _, tc := range []struct{ handler, name string }{{"runc", "created-runc"}, {"runsc", "created-runsc"}} {
+		pc := podConfig(tc.name)
+		pc.LogDirectory = filepath.Join(d.Dir, "logs", tc.name)
+		if tc.handler == "runsc" {
+			pc.Annotations = map[string]string{"io.kubernetes.cri.untrusted-workload": "true"}
+		}
+		pod, err := rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pc})
+		if err != nil {
+			t.Fatalf("%s: RunPodSandbox = %v", tc.handler, err)
+		}
+		c, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod.PodSandboxId,
+			Config: containerConfig("never", image, "sleep", "600")})
+		if err != nil {
+			t.Fatalf("%s: CreateContainer = %v", tc.handler, err)
+		}
+		start := time.Now()
+		if _, err := rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: c.ContainerId, Timeout: 10}); err != nil {
+			t.Fatalf("%s: StopContainer(created) = %v", tc.handler, err)
+		}
+		st, err := rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: c.ContainerId})
+		if err != nil || st.Status.State != runtimeapi.ContainerState_CONTAINER_EXITED || st.Status.ExitCode != 137 {
+			t.Errorf("%s: status after stop = %v, %v; want exited 137", tc.handler, st.GetStatus(), err)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Logf("%s: stopping a created container took %v", tc.handler, took)
+		}
+		if _, err := rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: c.ContainerId}); err != nil {
+			t.Errorf("%s: RemoveContainer = %v", tc.handler, err)
+		}
+		if listed(t, tc.handler, filepath.Join(d.RunDir, tc.handler), c.ContainerId) {
+			t.Errorf("%s still lists the removed container", tc.handler)
+		}
+		if _, err := rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {
+			t.Errorf("%s: StopPodSandbox = %v", tc.handler, err)
+		}
+		if _, err := rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {
+			t.Errorf("%s: RemovePodSandbox = %v", tc.handler, err)
+		}
+	}
+	assertNoPodLeftovers(t, d)
+	if out, err := exec.Command("pgrep", "-f", "--", d.RunDir).Output(); err == nil {
+		t.Errorf("processes of this daemon left: %s", strings.Fields(string(out)))
+	}
+}
