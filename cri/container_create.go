@@ -148,20 +148,26 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 		}
 	}
 	t.done("spec")
-	logPath := row.LogPath
-	if logPath == "" {
-		logPath = filepath.Join(bundle, "console.log") // conmon needs one; kubelet did not ask for it
-	}
-	if _, err := rt.Create(ctx, oci.CreateOpts{
-		ID: row.ID, Bundle: bundle, LogPath: logPath, ExitDir: s.exitDir, PersistDir: bundle,
-		SocketDir: s.attachDir, Terminal: cfg.Tty, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce,
-	}); err != nil {
+	if _, err := rt.Create(ctx, s.createOpts(row, cfg)); err != nil {
 		return fmt.Errorf("create in runtime %s: %w", sb.Handler, err)
 	}
 	undo.push(func(ctx context.Context) error { return ignoreNotFound(rt.Delete(ctx, row.ID, true)) })
 	t.done("runtime-create")
 	failpoint.Hit("container.create.before-created")
 	return s.store.SetContainerState(ctx, row.ID, db.ContainerCreated, db.ContainerCreating)
+}
+
+// createOpts says how the runtime creates a container under its monitor.
+func (s *Server) createOpts(row db.Container, cfg *runtimeapi.ContainerConfig) oci.CreateOpts {
+	bundle := filepath.Join(s.bundleDir, row.ID)
+	logPath := row.LogPath
+	if logPath == "" {
+		logPath = filepath.Join(bundle, "console.log") // conmon needs one; kubelet did not ask for it
+	}
+	return oci.CreateOpts{
+		ID: row.ID, Bundle: bundle, LogPath: logPath, ExitDir: s.exitDir, PersistDir: bundle,
+		SocketDir: s.attachDir, Terminal: cfg.Tty, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce,
+	}
 }
 
 // containerLogPath is the container's log file: log_path under the pod's

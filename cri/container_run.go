@@ -36,6 +36,9 @@ func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContai
 		return nil, fmt.Errorf("start container %s: it is %s, not created: %w", c.ID, c.State, ErrPrecondition)
 	}
 	t := startSteps()
+	if err := s.ensureMonitor(ctx, c, rt); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", c.ID, err)
+	}
 	failpoint.Hit("container.start.before-runtime")
 	if err := rt.Start(ctx, c.ID); err != nil {
 		// kubelet's retry of a start that a crash cut off after the
@@ -125,6 +128,34 @@ func (s *Server) stopContainer(ctx context.Context, c db.Container, rt *oci.Runt
 	failpoint.Hit("container.stop.after-kill")
 	if !s.waitExit(ctx, c.ID, 30*time.Second) {
 		return fmt.Errorf("container %s did not exit 30s after SIGKILL", c.ID)
+	}
+	return nil
+}
+
+// ensureMonitor makes sure a created container has its monitor before it
+// starts: a crash of crispd while the monitor was being set up kills the
+// monitor (its sync pipe breaks) after the runtime created the container,
+// and nothing would then record the container's exit. Such a container
+// never ran, so it is created again, under a new monitor.
+func (s *Server) ensureMonitor(ctx context.Context, c db.Container, rt *oci.Runtime) error {
+	bundle := filepath.Join(s.bundleDir, c.ID)
+	if oci.MonitorAlive(bundle, c.ID) {
+		return nil
+	}
+	if st, err := rt.State(ctx, c.ID); err != nil || st.Status != "created" {
+		return nil // not ours to redo; Start says what is wrong
+	}
+	cfg, err := containerConfig(c)
+	if err != nil {
+		return err
+	}
+	s.log.Warn("container lost its monitor before it started; creating it again",
+		slog.String(logkey.Container, c.ID))
+	if err := ignoreNotFound(rt.Delete(ctx, c.ID, true)); err != nil {
+		return err
+	}
+	if _, err := rt.Create(ctx, s.createOpts(c, cfg)); err != nil {
+		return fmt.Errorf("create again in the runtime: %w", err)
 	}
 	return nil
 }

@@ -59,8 +59,11 @@ func specCgroupsPath(bundle string) string {
 	return spec.Linux.CgroupsPath
 }
 
-// isConmon reports whether pid is a live conmon process.
+// isConmon reports whether pid is a live conmon process (a zombie is not).
 func isConmon(pid int) bool {
+	if _, ok := procAlive(pid); !ok {
+		return false
+	}
 	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 	return err == nil && strings.TrimSpace(string(comm)) == "conmon"
 }

@@ -261,3 +261,50 @@ func TestStopCreatedContainer(t *testing.T) {
 		t.Errorf("processes of this daemon left: %s", strings.Fields(string(out)))
 	}
 }
+
+// A created container whose monitor died (crispd killed while conmon was
+// being set up breaks conmon's sync pipe) is created again under a new
+// monitor when it starts, so its exit is still recorded.
+func TestStartRecreatesALostMonitor(t *testing.T) {
+	harness.RequireRoot(t)
+	d := harness.Start(t)
+	image := withBusybox(t, d)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rt := d.Runtime()
+	pc := podConfig("lostmon")
+	pc.LogDirectory = filepath.Join(d.Dir, "logs", "lostmon")
+	pod, err := rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod.PodSandboxId,
+		Config: containerConfig("main", image, "sh", "-c", "sleep 1; exit 7")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(d.RunDir, "c", c.ContainerId, "conmon.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command("kill", "-9", strings.TrimSpace(string(b))).Run(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, err := rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c.ContainerId}); err != nil {
+		t.Fatalf("StartContainer after its monitor died = %v", err)
+	}
+	var st *runtimeapi.ContainerStatus
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		r, err := rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: c.ContainerId})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st = r.Status; st.State == runtimeapi.ContainerState_CONTAINER_EXITED {
+			break
+		}
+	}
+	if st.State != runtimeapi.ContainerState_CONTAINER_EXITED || st.ExitCode != 7 {
+		t.Errorf("status = %v exit %d, want exited 7 (recorded by the new monitor)", st.State, st.ExitCode)
+	}
+}
