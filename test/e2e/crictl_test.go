@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,7 +108,7 @@ func crictlWorkflow(t *testing.T, annotations map[string]string, handler, reason
 		Info map[string]any `json:"info"`
 	}
 	if err := json.Unmarshal([]byte(run("inspectp", podID)), &inspectp); err != nil || inspectp.Status.State != "SANDBOX_READY" ||
-		!strings.HasPrefix(inspectp.Status.Network.IP, "10.213.251.") || inspectp.Info["trustReason"] != reason || inspectp.Status.RuntimeHandler != handler {
+		!inSubnet(inspectp.Status.Network.IP, harness.TestSubnet) || inspectp.Info["trustReason"] != reason || inspectp.Status.RuntimeHandler != handler {
 		t.Errorf("crictl inspectp = %+v, %v; want ready, an IP, handler %s (%s)", inspectp, err, handler, reason)
 	}
 	// The runtime itself, not crisp, lists the container.
@@ -165,4 +166,9 @@ func writeJSON(t *testing.T, path string, v any) {
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func inSubnet(ip, cidr string) bool {
+	_, subnet, err := net.ParseCIDR(cidr)
+	return err == nil && subnet.Contains(net.ParseIP(ip))
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -13,11 +14,40 @@ import (
 // no gateway address on the host (so no host route and no IP forwarding),
 // no default route in pods. A test packet can only reach loopback or
 // another pod of the same test.
-const (
+//
+// go test runs test packages in parallel, so each test process takes a
+// network of its own (bridge crispe2e<n>, subnet 10.213.<251-n>.0/24): the
+// first n whose lock file it can hold. Two processes never share a bridge,
+// nor hand out the same address, nor delete each other's bridge.
+var (
 	TestBridge    = "crispe2e0"
 	TestSubnet    = "10.213.251.0/24"
 	testBridgeMAC = "02:63:72:65:32:65" // locally administered
+	netLock       *os.File             // held for the life of the process
 )
+
+const testNetworks = 8
+
+func init() {
+	if os.Geteuid() != 0 {
+		return // RequireRoot skips every test that would use it
+	}
+	for n := 0; n < testNetworks; n++ {
+		f, err := os.OpenFile(fmt.Sprintf("/run/crisp-e2e-net-%d.lock", n), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+			f.Close()
+			continue
+		}
+		netLock = f
+		TestBridge = fmt.Sprintf("crispe2e%d", n)
+		TestSubnet = fmt.Sprintf("10.213.%d.0/24", 251-n)
+		testBridgeMAC = fmt.Sprintf("02:63:72:65:32:%02x", 0x65+n)
+		return
+	}
+}
 
 // testConfList writes the test conflist under dir and returns its path.
 func testConfList(t testing.TB, dir string) string {
