@@ -123,6 +123,14 @@ func (d *differ) resources() {
 			} else if d.podDown[r.Owner] && r.Stale {
 				clean(r, ObjPodPins, "its pod is not ready and its pins are not mounted")
 			}
+		case ObjExit:
+			// A monitor may write it after its container's row went (a
+			// gVisor pod's infra stopped while its pod was removed).
+			if _, stored := d.s.Stored[r.Owner]; !d.rowIDs[r.Owner] && !stored {
+				if _, live := d.s.Live[r.Owner]; !live {
+					clean(r, ObjExit, "its container has no row, record nor runtime container")
+				}
+			}
 		case ObjInfra:
 			// Its pod dir's clean kills it too; this finds the one whose
 			// pod dir went first (a crash while RunPodSandbox undid).

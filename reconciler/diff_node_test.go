@@ -138,6 +138,13 @@ func TestDiffNode(t *testing.T) {
 			},
 		},
 		{
+			name: "exit file of a container that is gone: removed; of a known one: kept",
+			snap: Snapshot{Containers: []db.Container{container("c1", "a", db.ContainerExited, old)}, Sandboxes: []db.Sandbox{sandbox("a", db.SandboxReady, old)},
+				Stored: stored("c1"), Live: live(LiveRunning),
+				Resources: []Resource{{Object: ObjExit, Owner: id("c1"), Path: "/run/crisp/exits/" + id("c1")}, {Object: ObjExit, Owner: id("c9"), Path: "/run/crisp/exits/" + id("c9")}}},
+			want: []Action{clean(ObjExit, Resource{Object: ObjExit, Owner: id("c9"), Path: "/run/crisp/exits/" + id("c9")}, "its container has no row, record nor runtime container")},
+		},
+		{
 			name: "infra process of a pod with no row, record nor dir: killed",
 			snap: Snapshot{Stored: stored(), Live: live(LiveRunning),
 				Resources: []Resource{{Object: ObjInfra, Owner: id("z"), Path: "4242"}}},

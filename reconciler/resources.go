@@ -14,6 +14,7 @@ const (
 	ObjPodDir  db.NameKind = "pod-dir"  // a pod's dir under the run dir
 	ObjPodPins db.NameKind = "pod-pins" // the shm and namespace pins in a pod dir (Clean only)
 	ObjInfra   db.NameKind = "infra"    // a runc pod's infra process (Path: its pid)
+	ObjExit    db.NameKind = "exit"     // a monitor's exit file (Owner: the container)
 	ObjMount   db.NameKind = "mount"    // an overlay mount under the storage graph root
 	ObjCgroup  db.NameKind = "cgroup"   // a container cgroup crisp's runtimes made
 )

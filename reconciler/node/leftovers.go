@@ -58,6 +58,13 @@ func (n *Node) Resources(context.Context) ([]reconciler.Resource, error) {
 		}
 		out = append(out, r)
 	}
+	exits, err := oci.ExitCodes(n.cfg.ExitDir)
+	if err != nil {
+		return nil, err
+	}
+	for id := range exits {
+		out = append(out, reconciler.Resource{Object: reconciler.ObjExit, Owner: id, Path: filepath.Join(n.cfg.ExitDir, id)})
+	}
 	infras, err := pod.InfraProcesses(n.cfg.PodRoot)
 	if err != nil {
 		return nil, err
@@ -148,6 +155,14 @@ func (n *Node) Clean(ctx context.Context, r reconciler.Resource) error {
 		return pod.Remove(n.cfg.PodRoot, r.Owner)
 	case reconciler.ObjInfra:
 		return pod.KillStray(ctx, n.cfg.PodRoot, r.Owner, oci.RemoveCgroup)
+	case reconciler.ObjExit:
+		if filepath.Dir(r.Path) != filepath.Clean(n.cfg.ExitDir) {
+			return fmt.Errorf("remove %s: not in the exit dir %s", r.Path, n.cfg.ExitDir)
+		}
+		if err := os.Remove(r.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
 	case reconciler.ObjPodPins:
 		return pod.Unpin(n.cfg.PodRoot, r.Owner)
 	case reconciler.ObjMount:

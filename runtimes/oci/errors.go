@@ -31,6 +31,7 @@ var notRunningTexts = []string{
 	"in a stopped container", // runc exec
 	"in state stopped",       // runsc start, exec, pause, ps
 	"control server at pid",  // runsc kill once the sandbox has died (connection refused)
+	"no such process",        // runsc kill of a sub-container whose process has exited ("PID 0: no such process")
 }
 
 // isNotFound matches runc's "container does not exist" and runsc's
