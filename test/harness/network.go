@@ -23,7 +23,7 @@ var (
 	TestBridge    = "crispe2e0"
 	TestSubnet    = "10.213.251.0/24"
 	testBridgeMAC = "02:63:72:65:32:65" // locally administered
-	netLock       *os.File             // held for the life of the process
+	netLock       *os.File              // held for the life of the process
 )
 
 const testNetworks = 8
