@@ -139,7 +139,8 @@ func (s *Server) stopContainer(ctx context.Context, c db.Container, rt *oci.Runt
 // never ran, so it is created again, under a new monitor.
 func (s *Server) ensureMonitor(ctx context.Context, c db.Container, rt *oci.Runtime) error {
 	bundle := filepath.Join(s.bundleDir, c.ID)
-	if oci.MonitorAlive(bundle, c.ID) {
+	// Under runsc a sub-container cannot be created again in its sandbox.
+	if rt.Handler().Type != oci.TypeRunc || oci.MonitorAlive(bundle, c.ID) {
 		return nil
 	}
 	if st, err := rt.State(ctx, c.ID); err != nil || st.Status != "created" {

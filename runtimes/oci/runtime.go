@@ -190,6 +190,11 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	if r.isRunsc() {
 		// If state fails, start will fail too, and say why as before.
 		if st, err := r.State(ctx, id); err == nil && isSubcontainer(st.Bundle) {
+			// Asking its monitor twice (kubelet's retry of a start that a
+			// crash of crispd cut off) would start it twice.
+			if st.Status != "created" {
+				return fmt.Errorf("start %s: it is %s, not created: %w", id, st.Status, ErrNotRunning)
+			}
 			if err := startMonitored(ctx, st.Bundle); err != nil {
 				return fmt.Errorf("start %s: %w", id, err)
 			}
@@ -259,7 +264,16 @@ func (r *Runtime) List(ctx context.Context) ([]State, error) {
 	if _, err := os.Stat(r.h.Root); errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
-	out, err := r.run(ctx, nil, "list", "--format=json")
+	// runc list fails when a container is deleted while it lists; a
+	// moment later the list is whole again.
+	var out []byte
+	var err error
+	for try := 0; try < 3; try++ {
+		if out, err = r.run(ctx, nil, "list", "--format=json"); err == nil || !strings.Contains(err.Error(), "no such file or directory") {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/crisp-cri/crisp/test/harness"
 )
@@ -196,9 +197,20 @@ func runtimeContainers(d *harness.Daemon) (map[string]liveContainer, error) {
 			continue
 		}
 		var stdout, stderr bytes.Buffer
-		cmd := exec.Command(h, "--root", root, "list", "--format", "json")
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
+		// A runtime process the killed crispd left running may delete a
+		// container while list reads the root: list again.
+		var err error
+		for try := 0; try < 5; try++ {
+			stdout.Reset()
+			stderr.Reset()
+			cmd := exec.Command(h, "--root", root, "list", "--format", "json")
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err = cmd.Run(); err == nil || !strings.Contains(stderr.String(), "no such file or directory") {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("%s list: %v: %s", h, err, stderr.String())
 		}
 		var l []liveContainer
