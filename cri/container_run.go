@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 	"github.com/crisp-cri/crisp/runtimes/oci"
+	"github.com/crisp-cri/crisp/runtimes/proc"
 )
 
 // StartContainer starts a created container and records its pid with the
@@ -55,7 +54,7 @@ func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContai
 		return nil, fmt.Errorf("start container %s: %w", c.ID, err)
 	}
 	t.done("pid")
-	if err := s.store.MarkContainerStarted(ctx, c.ID, db.Started{PID: pid, PIDStart: procStartTime(pid), At: time.Now().UnixNano()}); err != nil {
+	if err := s.store.MarkContainerStarted(ctx, c.ID, db.Started{PID: pid, PIDStart: proc.Start(pid), At: time.Now().UnixNano()}); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", c.ID, err)
 	}
 	// A container that exited at once may have beaten the row to running.
@@ -392,21 +391,4 @@ func (s *Server) containerAndRuntime(ctx context.Context, id string) (db.Contain
 	}
 	rt, err := s.runtimeFor(sb.Handler)
 	return c, rt, err
-}
-
-// procStartTime is field 22 of /proc/<pid>/stat: when the process started,
-// in clock ticks after boot. 0 when the process is gone.
-func procStartTime(pid int) uint64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	// The command name may hold spaces; fields resume after its ')'.
-	rest := string(b[strings.LastIndexByte(string(b), ')')+1:])
-	f := strings.Fields(rest)
-	if len(f) < 20 {
-		return 0
-	}
-	v, _ := strconv.ParseUint(f[19], 10, 64)
-	return v
 }

@@ -6,6 +6,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/crisp-cri/crisp/runtimes/proc"
 )
 
 // exitNotifier wakes the callers that wait for a container's exit (Stop)
@@ -68,7 +70,7 @@ func signalInit(pid int, started uint64, sig syscall.Signal) (gone, ok bool) {
 		return false, false
 	}
 	defer unix.Close(fd)
-	if procStartTime(pid) != started {
+	if proc.Start(pid) != started {
 		return true, true // the pid now belongs to another process
 	}
 	err = unix.PidfdSendSignal(fd, sig, nil, 0)

@@ -17,6 +17,7 @@ import (
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/reconciler"
 	"github.com/crisp-cri/crisp/runtimes/pod"
+	"github.com/crisp-cri/crisp/runtimes/proc"
 )
 
 // Records lists crisp's container records in storage and the pods that
@@ -198,17 +199,8 @@ func readPid(path string) (int, error) {
 // procStart returns pid's start time, in clock ticks after boot (what the
 // CRI server stores as pid_start) and as a wall time.
 func procStart(pid int) (uint64, time.Time, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, time.Time{}, false
-	}
-	// The command name may hold spaces; fields resume after its ')'.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	if len(f) < 20 {
-		return 0, time.Time{}, false
-	}
-	ticks, err := strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
+	ticks := proc.Start(pid)
+	if ticks == 0 {
 		return 0, time.Time{}, false
 	}
 	boot, ok := bootTime()

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/crisp-cri/crisp/runtimes/proc"
 )
 
 // An infra process is PID 1 of a runc pod whose containers share a PID
@@ -100,7 +102,7 @@ func StartInfra(root, id string, o InfraOptions) (Infra, error) {
 	}
 	// Reap it if it dies while this crispd runs; after a restart, init does.
 	go func() { _ = cmd.Wait() }()
-	inf := Infra{PID: cmd.Process.Pid, Start: procStart(cmd.Process.Pid), Cgroup: o.Cgroup}
+	inf := Infra{PID: cmd.Process.Pid, Start: proc.Start(cmd.Process.Pid), Cgroup: o.Cgroup}
 	fail := func(err error) (Infra, error) {
 		_ = cmd.Process.Kill()
 		return Infra{}, fmt.Errorf("start infra of pod %s: %w", id, err)
@@ -170,7 +172,7 @@ func parseInfra(s string) (Infra, error) {
 // Alive reports whether the infra process still runs: its pid exists, has
 // the recorded start time and is not a zombie.
 func (i Infra) Alive() bool {
-	st, state := procStat(i.PID)
+	st, state := proc.Stat(i.PID)
 	return st != 0 && st == i.Start && state != "Z" && state != "X"
 }
 
@@ -229,28 +231,6 @@ func Kill(ctx context.Context, inf Infra) error {
 	}
 }
 
-// procStart is a process's start time, 0 when it is gone.
-func procStart(pid int) uint64 {
-	st, _ := procStat(pid)
-	return st
-}
-
-// procStat reads a process's start time (field 22 of /proc/<pid>/stat) and
-// state (field 3); 0 when the process is gone.
-func procStat(pid int) (start uint64, state string) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, ""
-	}
-	// The command name may hold spaces; fields resume after its ')'.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	if len(f) < 20 {
-		return 0, ""
-	}
-	v, _ := strconv.ParseUint(f[19], 10, 64)
-	return v, f[0]
-}
-
 func writeFileAtomic(path string, b []byte) error {
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
@@ -275,7 +255,7 @@ func InfraProcesses(root string) (map[string]Infra, error) {
 			continue
 		}
 		if id, ok := infraOf(pid, prefix); ok {
-			if start, state := procStat(pid); start != 0 && state != "Z" {
+			if start, state := proc.Stat(pid); start != 0 && state != "Z" {
 				out[id] = Infra{PID: pid, Start: start}
 			}
 		}
