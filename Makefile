@@ -73,9 +73,9 @@ bench: deps build
 	CGO_ENABLED=1 $(GO) test -tags $(TAGS) -run '^$$' -bench . -benchmem ./db/
 	CGO_ENABLED=1 CRISP_BIN_DIR=$(BIN) $(GO) test -tags $(TAGS) -run '^$$' -bench . -benchtime 20x ./test/bench/
 
-## chaos: the chaos test alone, longer: 500 kill -9 iterations, gVisor pods included (CRISP_CHAOS_RUNSC=1) (CRISP_CHAOS_ITERATIONS, CRISP_CHAOS_SEED override; root; it builds its own crispd with failpoints)
+## chaos: the chaos test alone, longer: 500 kill -9 iterations; CRISP_CHAOS_RUNSC=1 adds gVisor pods (Debian runsc 20221219 panics under that churn, see test/chaos) (CRISP_CHAOS_ITERATIONS, CRISP_CHAOS_SEED override; root; it builds its own crispd with failpoints)
 chaos: deps
-	CGO_ENABLED=1 CRISP_CHAOS_ITERATIONS=$${CRISP_CHAOS_ITERATIONS:-500} CRISP_CHAOS_RUNSC=$${CRISP_CHAOS_RUNSC:-1} \
+	CGO_ENABLED=1 CRISP_CHAOS_ITERATIONS=$${CRISP_CHAOS_ITERATIONS:-500} CRISP_CHAOS_RUNSC=$${CRISP_CHAOS_RUNSC:-0} \
 		$(GO) test -tags $(TAGS) -count=1 -timeout 3h -v -run '^TestChaos$$' ./test/chaos/
 
 clean:
