@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -149,11 +150,24 @@ func infraUser(sc *runtimeapi.LinuxSandboxSecurityContext) (specs.User, error) {
 	return u, nil
 }
 
-// podSysctls validates and normalises the pod's sysctls. Only namespaced
-// ones are allowed, and only in a namespace the pod owns: net.* needs the
-// pod's own network namespace; kernel.shm*, kernel.msg*, kernel.sem and
-// fs.mqueue.* its own IPC namespace. Names may use "/" separators
-// (net/ipv4/ip_forward), as Kubernetes allows.
+// sysctlNameFormat is Kubernetes' rule for a sysctl name: segments of
+// lower-case letters, digits, '-' and '_' (starting and ending with a
+// letter or digit), separated by dots or slashes.
+var sysctlNameFormat = regexp.MustCompile(`^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$`)
+
+// sysctlMaxName and sysctlMaxValue bound a sysctl: Kubernetes' name limit,
+// and a page, which is all /proc/sys takes in one write.
+const (
+	sysctlMaxName  = 253
+	sysctlMaxValue = 4096
+)
+
+// podSysctls validates and normalises the pod's sysctls. Names follow
+// Kubernetes' rule and may use "/" separators (net/ipv4/ip_forward). Only
+// namespaced sysctls are allowed (Kubernetes' list), and only in a
+// namespace the pod owns: net.* needs the pod's own network namespace;
+// kernel.shm*, kernel.msg*, kernel.sem and fs.mqueue.* its own IPC
+// namespace. Values are one line.
 func podSysctls(in map[string]string, hostNet, hostIPC bool) (map[string]string, error) {
 	if len(in) == 0 {
 		return nil, nil
@@ -161,8 +175,14 @@ func podSysctls(in map[string]string, hostNet, hostIPC bool) (map[string]string,
 	out := make(map[string]string, len(in))
 	for _, k := range slices.Sorted(maps.Keys(in)) {
 		v := in[k]
-		name := sysctlName(k)
 		field := fmt.Sprintf("linux.sysctls[%q]", k)
+		if len(k) > sysctlMaxName || !sysctlNameFormat.MatchString(k) {
+			return nil, fmt.Errorf("%s is not a valid sysctl name (segments of a-z, 0-9, '-' and '_' separated by '.' or '/', at most %d): %w", field, sysctlMaxName, ErrInvalid)
+		}
+		if len(v) > sysctlMaxValue || strings.ContainsAny(v, "\n\r\x00") {
+			return nil, fmt.Errorf("%s: the value must be one line of at most %d bytes: %w", field, sysctlMaxValue, ErrInvalid)
+		}
+		name := sysctlName(k)
 		switch {
 		case strings.HasPrefix(name, "net."):
 			if hostNet {
@@ -175,9 +195,6 @@ func podSysctls(in map[string]string, hostNet, hostIPC bool) (map[string]string,
 			}
 		default:
 			return nil, fmt.Errorf("%s is not a namespaced sysctl (net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*): %w", field, ErrInvalid)
-		}
-		if strings.Contains(name, "..") || strings.HasSuffix(name, ".") || strings.ContainsAny(name+v, "\n\x00") {
-			return nil, fmt.Errorf("%s is malformed: %w", field, ErrInvalid)
 		}
 		out[name] = v
 	}

@@ -3,6 +3,7 @@ package ocispec
 import (
 	"maps"
 	"reflect"
+	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -141,8 +142,15 @@ func TestForSandboxInfraErrors(t *testing.T) {
 			wantErr: "a host-network pod may not set net.* sysctls"},
 		{name: "ipc on host ipc", sysctls: map[string]string{"fs.mqueue.msg_max": "20"}, ns: &runtimeapi.NamespaceOption{Ipc: runtimeapi.NamespaceMode_NODE},
 			wantErr: "a host-IPC pod may not set IPC sysctls"},
-		{name: "malformed", sysctls: map[string]string{"net.ipv4..x": "1"}, wantErr: "is malformed"},
-		{name: "newline in value", sysctls: map[string]string{"kernel.sem": "1\n2"}, wantErr: "is malformed"},
+		{name: "empty segment", sysctls: map[string]string{"net.ipv4..x": "1"}, wantErr: "is not a valid sysctl name"},
+		{name: "double slash becomes ..", sysctls: map[string]string{"net.//.kernel.core_pattern": "|/x"}, wantErr: "is not a valid sysctl name"},
+		{name: "slash chain out of /proc/sys", sysctls: map[string]string{"net.//.//.//etc.passwd": "x"}, wantErr: "is not a valid sysctl name"},
+		{name: "upper case", sysctls: map[string]string{"net.ipv4.Conf": "1"}, wantErr: "is not a valid sysctl name"},
+		{name: "trailing dot", sysctls: map[string]string{"net.ipv4.": "1"}, wantErr: "is not a valid sysctl name"},
+		{name: "NUL in name", sysctls: map[string]string{"net.ipv4\x00.x": "1"}, wantErr: "is not a valid sysctl name"},
+		{name: "too long", sysctls: map[string]string{"net." + strings.Repeat("a", 260): "1"}, wantErr: "is not a valid sysctl name"},
+		{name: "newline in value", sysctls: map[string]string{"kernel.sem": "1\n2"}, wantErr: "must be one line"},
+		{name: "NUL in value", sysctls: map[string]string{"kernel.sem": "1\x002"}, wantErr: "must be one line"},
 		{name: "user namespace", ns: &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}}, wantErr: "user namespaces are not supported"},
 		{name: "run_as_group alone", edit: func(in *InfraInput) { in.Sandbox.Config.Linux.SecurityContext.RunAsGroup = int64v(1) }, wantErr: "security_context.run_as_group needs run_as_user"},
 		{name: "negative run_as_user", edit: func(in *InfraInput) { in.Sandbox.Config.Linux.SecurityContext.RunAsUser = int64v(-3) }, wantErr: "security_context.run_as_user -3"},
