@@ -27,9 +27,6 @@ import (
 func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {
 	cfg := req.GetConfig()
 	t := startSteps()
-	if err := validateContainer(cfg); err != nil {
-		return nil, err
-	}
 	sb, err := s.sandboxFor(ctx, req.GetPodSandboxId())
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
@@ -40,6 +37,9 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	sbCfg, err := sandboxConfig(sb)
 	if err != nil {
 		return nil, err
+	}
+	if err := ocispec.CheckContainerInPod(cfg, ocispec.Sandbox{Privileged: sb.Privileged, Config: sbCfg}); err != nil {
+		return nil, fmt.Errorf("create container %s in pod %s: %w", cfg.Metadata.Name, sb.ID, err)
 	}
 	t.done("lookup")
 	img, err := s.images.Status(ctx, cfg.Image.Image)
@@ -109,10 +109,12 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 		return err
 	}
 	t.done("infra-pid")
+	h := s.handler(sb.Handler)
 	spec, err := ocispec.ForContainer(ocispec.ContainerInput{
 		ID: row.ID, Name: row.Name, Config: cfg, Image: img.Config, ImageRef: row.ImageRef,
 		RootfsPath: rootfs.Mount, LogPath: row.LogPath, ClampOOMScoreAdj: s.clampOOM,
-		HostCapabilities: s.hostCaps, HostDevices: s.hostDevices,
+		HostCapabilities: s.hostCaps, HostDevices: s.hostDevices, Passthrough: h.Annotations,
+		PrivilegedWithoutHostDevices: h.PrivilegedWithoutHostDevices,
 		Sandbox: ocispec.Sandbox{
 			ID: sb.ID, Handler: sb.Handler, RuntimeType: rt.Handler().Type, InfraID: sb.InfraID, InfraPID: infraPID,
 			NetNSPath: sb.NetNSPath, IPCNSPath: p.IPCNS, UTSNSPath: p.UTSNS,
@@ -184,29 +186,6 @@ func containerLogPath(logDir, logPath string) (string, error) {
 		return "", fmt.Errorf("log_path %q leaves the pod's log directory: %w", logPath, ErrInvalid)
 	}
 	return full, nil
-}
-
-// validateContainer checks a CreateContainer config before anything is
-// recorded or created.
-func validateContainer(cfg *runtimeapi.ContainerConfig) error {
-	if cfg == nil {
-		return fmt.Errorf("create container: config is missing: %w", ErrInvalid)
-	}
-	if cfg.Metadata == nil {
-		return fmt.Errorf("create container: config.metadata is missing: %w", ErrInvalid)
-	}
-	if err := checkName("metadata.name", cfg.Metadata.Name); err != nil {
-		return fmt.Errorf("create container: %w", err)
-	}
-	if cfg.GetImage().GetImage() == "" {
-		return fmt.Errorf("create container %s: image is empty: %w", cfg.Metadata.Name, ErrInvalid)
-	}
-	for _, m := range cfg.Mounts {
-		if err := checkAbs("mount container_path", m.ContainerPath); err != nil {
-			return fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
-		}
-	}
-	return nil
 }
 
 // runtimeFor is the runtime of a handler recorded on a sandbox.

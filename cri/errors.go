@@ -11,14 +11,16 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/crisp-cri/crisp/cri/ocispec"
+	"github.com/crisp-cri/crisp/cri/validate"
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 	"github.com/crisp-cri/crisp/runtimes/storage"
 	"github.com/crisp-cri/crisp/runtimes/trust"
 )
 
-// ErrInvalid marks a request that fails validation (InvalidArgument).
-var ErrInvalid = errors.New("invalid argument")
+// ErrInvalid marks a request that fails validation (InvalidArgument): the
+// validate package's sentinel, for the checks handlers make themselves.
+var ErrInvalid = validate.ErrInvalid
 
 // ErrUnimplemented marks what crisp does not do yet (Unimplemented).
 var ErrUnimplemented = errors.New("not implemented yet")
@@ -49,8 +51,10 @@ func codeOf(err error) codes.Code {
 		return codes.FailedPrecondition
 	case errors.Is(err, trust.ErrUnknownHandler), errors.Is(err, trust.ErrConflict), errors.Is(err, ocispec.ErrInvalid):
 		return codes.InvalidArgument
-	case errors.Is(err, trust.ErrNoUntrustedHandler):
+	case errors.Is(err, trust.ErrNoUntrustedHandler), errors.Is(err, trust.ErrHostAccess), errors.Is(err, trust.ErrTrustedRuntimeClass):
 		return codes.FailedPrecondition
+	case errors.Is(err, ErrOverloaded):
+		return codes.ResourceExhausted
 	case errors.Is(err, ErrUnimplemented):
 		return codes.Unimplemented
 	case errors.Is(err, context.DeadlineExceeded):

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/crisp-cri/crisp/cri/ocispec"
+	"github.com/crisp-cri/crisp/cri/validate"
 	"github.com/crisp-cri/crisp/db"
 )
 
@@ -25,6 +26,8 @@ func TestCodeOf(t *testing.T) {
 		{"validation", fmt.Errorf("metadata.name is empty: %w", ErrInvalid), codes.InvalidArgument},
 		{"bad id prefix", fmt.Errorf("%w: id prefix", db.ErrInvalid), codes.InvalidArgument},
 		{"bad container config", fmt.Errorf("cpu_quota: %w", ocispec.ErrInvalid), codes.InvalidArgument},
+		{"request validation", fmt.Errorf("log_path: %w", validate.ErrInvalid), codes.InvalidArgument},
+		{"overloaded", fmt.Errorf("slots: %w", ErrOverloaded), codes.ResourceExhausted},
 		{"ambiguous", fmt.Errorf("prefix ab: %w", db.ErrAmbiguous), codes.InvalidArgument},
 		{"wrong state", fmt.Errorf("sandbox is notready: %w", db.ErrWrongState), codes.FailedPrecondition},
 		{"in use", fmt.Errorf("has containers: %w", db.ErrInUse), codes.FailedPrecondition},

@@ -2,8 +2,6 @@ package cri
 
 import (
 	"fmt"
-	"path/filepath"
-	"regexp"
 
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -31,26 +29,4 @@ func configHash(m proto.Message, extra ...string) (blob []byte, hash string, err
 		return nil, "", err
 	}
 	return blob, db.ConfigHash(blob, extra...), nil
-}
-
-// dnsLabel is what Kubernetes accepts in names that end up in paths and
-// hostnames: no slashes, no NUL, no "..".
-var safeName = regexp.MustCompile(`^[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$`)
-
-func checkName(field, v string) error {
-	if v == "" {
-		return fmt.Errorf("%s is empty: %w", field, ErrInvalid)
-	}
-	if len(v) > 253 || !safeName.MatchString(v) {
-		return fmt.Errorf("%s %q is not a valid name (letters, digits, '-', '_', '.'; at most 253): %w", field, v, ErrInvalid)
-	}
-	return nil
-}
-
-// checkAbs requires an absolute, clean path (log directories, mounts).
-func checkAbs(field, p string) error {
-	if !filepath.IsAbs(p) || filepath.Clean(p) != p {
-		return fmt.Errorf("%s %q must be an absolute, clean path: %w", field, p, ErrInvalid)
-	}
-	return nil
 }

@@ -90,6 +90,7 @@ func (s *Server) startInfra(ctx context.Context, row db.Sandbox, cfg *runtimeapi
 			ShmPath: p.Shm, Privileged: row.Privileged, Config: cfg,
 		},
 		RootfsPath: rootfs, CrispdPath: s.crispdPath, ClampOOMScoreAdj: s.clampOOM,
+		Passthrough: s.handler(row.Handler).Annotations,
 	})
 	if err != nil {
 		return undo, err

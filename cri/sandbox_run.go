@@ -28,9 +28,6 @@ const cleanupTimeout = time.Minute
 func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {
 	cfg := req.GetConfig()
 	t := startSteps()
-	if err := validateSandbox(cfg); err != nil {
-		return nil, err
-	}
 	m := cfg.Metadata
 	decision, err := trust.Decide(podTrustView(cfg), req.GetRuntimeHandler(), s.trust)
 	if err != nil {
@@ -200,11 +197,15 @@ func podTrustView(cfg *runtimeapi.PodSandboxConfig) trust.Pod {
 }
 
 // handlerType is the type (runc, runsc) of a configured handler.
-func (s *Server) handlerType(name string) string {
+func (s *Server) handlerType(name string) string { return s.handler(name).Type }
+
+// handler is a configured handler by name; the zero Handler if there is
+// none (any more).
+func (s *Server) handler(name string) Handler {
 	for _, h := range s.handlers {
 		if h.Name == name {
-			return h.Type
+			return h
 		}
 	}
-	return ""
+	return Handler{}
 }

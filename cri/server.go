@@ -11,6 +11,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crisp-cri/crisp/cri/ocispec"
 	"github.com/crisp-cri/crisp/cri/stream"
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/runtimes/network"
@@ -32,6 +33,11 @@ type Handler struct {
 	Class string // trusted or untrusted
 	Path  string
 	Root  string
+	// Annotations says which CRI annotations reach this handler's specs.
+	Annotations ocispec.Passthrough
+	// PrivilegedWithoutHostDevices keeps the host's devices from
+	// privileged containers of this handler.
+	PrivilegedWithoutHostDevices bool
 }
 
 // Deps are the parts of the node the CRI server drives.

@@ -7,8 +7,10 @@ package db
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -59,6 +61,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.BusyTimeout <= 0 {
 		opts.BusyTimeout = 5 * time.Second
 	}
+	if err := ownerOnly(path); err != nil {
+		return nil, fmt.Errorf("open state database %s: %w", path, err)
+	}
 	dbx, err := sqlx.Open("sqlite", dsn(path, opts))
 	if err != nil {
 		return nil, fmt.Errorf("open state database %s: %w", path, err)
@@ -69,6 +74,24 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("migrate state database %s: %w", path, translate(err))
 	}
 	return s, nil
+}
+
+// ownerOnly makes the database file 0600 before SQLite opens it: it holds
+// whole container configs, environment values among them. SQLite gives
+// the -wal and -shm files the database's mode when it creates them; ones
+// left from an earlier run are fixed here too.
+func ownerOnly(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Chmod(path+suffix, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // dsn sets every pragma per connection: a PRAGMA run through Exec would

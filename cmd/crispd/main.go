@@ -77,7 +77,7 @@ flags override the file. With no flags crispd uses /run/crisp/crisp.sock,
 				}
 				defer stop()
 			}
-			return serve(cmd.Context(), cfg)
+			return serve(cmd.Context(), cfg, func() (config.Config, error) { return f.load(cmd) })
 		},
 	}
 	pf := root.PersistentFlags()

@@ -24,6 +24,7 @@ import (
 	"github.com/crisp-cri/crisp/cri/adminpb"
 	"github.com/crisp-cri/crisp/cri/ocispec"
 	"github.com/crisp-cri/crisp/cri/stream"
+	"github.com/crisp-cri/crisp/cri/validate"
 	"github.com/crisp-cri/crisp/reconciler/node"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 	"github.com/crisp-cri/crisp/runtimes/network"
@@ -35,22 +36,24 @@ import (
 // shutdownTimeout bounds how long in-flight RPCs may finish after SIGTERM.
 const shutdownTimeout = 10 * time.Second
 
-// serve runs crispd until SIGTERM or SIGINT. Start order: state, startup
-// reconcile, sockets, loop. Stop order: sockets, loop, database, and the
-// clean-shutdown marker last.
-func serve(ctx context.Context, cfg config.Config) (retErr error) {
-	log, err := logging.New(os.Stderr, cfg.LogLevel, cfg.LogFormat)
+// serve runs crispd until SIGTERM or SIGINT; SIGHUP reloads what can be
+// reloaded through reload. Start order: state, startup reconcile, sockets,
+// loop. Stop order: sockets, loop, database, and the clean-shutdown marker
+// last.
+func serve(ctx context.Context, cfg config.Config, reload func() (config.Config, error)) (retErr error) {
+	level := new(slog.LevelVar)
+	log, err := logging.New(os.Stderr, level, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
 	}
 	slog.SetDefault(log)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	stopReload := reloadOnHUP(cfg, reload, level, log)
+	defer stopReload()
 
-	for _, dir := range []string{cfg.RunDir, cfg.StateDir, filepath.Dir(cfg.Database), filepath.Dir(cfg.Socket), filepath.Dir(cfg.AdminSocket)} {
-		if err := os.MkdirAll(dir, 0o711); err != nil {
-			return fmt.Errorf("create %s: %w", dir, err)
-		}
+	if err := makePrivateDirs(cfg); err != nil {
+		return err
 	}
 	clean, err := takeCleanMarker(cfg.CleanMarker(), cfg.Database)
 	if err != nil {
@@ -100,9 +103,13 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 	trustCfg := trust.Config{Handlers: map[string]trust.Class{}, TrustedHandler: cfg.Trust.DefaultRuntime,
 		UntrustedHandler: cfg.Trust.UntrustedRuntime, DefaultTrust: trust.Class(cfg.Trust.DefaultWorkloadTrust),
 		FallbackTrusted: cfg.Trust.UntrustedFallback == "trusted"}
+	trustCfg.HostAccessTrusted = cfg.Trust.UntrustedHostAccess == "trusted"
+	trustCfg.AllowTrustedRuntimeClass = cfg.Trust.AllowTrustedRuntimeClass
 	for _, name := range cfg.HandlerNames() {
 		h := cfg.Runtimes[name]
-		handlers = append(handlers, cri.Handler{Name: name, Type: h.Type, Class: h.Class, Path: h.Path, Root: h.Root})
+		handlers = append(handlers, cri.Handler{Name: name, Type: h.Type, Class: h.Class, Path: h.Path, Root: h.Root,
+			Annotations:                  ocispec.Passthrough{Pod: h.PodAnnotations, Container: h.ContainerAnnotations},
+			PrivilegedWithoutHostDevices: h.PrivilegedWithoutHostDevices})
 		infoHandlers = append(infoHandlers, &adminpb.RuntimeHandler{Name: name, Class: h.Class, Path: h.Path, Root: h.Root})
 		trustCfg.Handlers[name] = trust.Class(h.Class)
 		runtimes[name] = oci.New(oci.Handler{Name: name, Path: h.Path, Root: h.Root, Type: h.Type, ExtraArgs: h.ExtraArgs,
@@ -120,7 +127,8 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 	if err != nil {
 		return fmt.Errorf("list host devices: %w", err)
 	}
-	criServer := grpc.NewServer(grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log.With(slog.String("service", "cri")))))
+	criServer := cri.NewGRPCServer(cri.GRPCConfig{Log: log.With(slog.String("service", "cri")),
+		Validator: validate.New(validate.DefaultLimits(), nil), MaxInFlight: cfg.MaxConcurrentRequests})
 	crisvc := cri.NewServer(cri.Deps{Store: store, Images: images, Network: netMgr, Handlers: handlers,
 		Trust: trustCfg, PodRoot: filepath.Join(cfg.RunDir, "pods"), Log: log,
 		Runtimes: runtimes, ExitDir: filepath.Join(cfg.RunDir, "exits"), BundleDir: filepath.Join(cfg.RunDir, "c"), AttachDir: filepath.Join(cfg.RunDir, "attach"),
@@ -138,7 +146,7 @@ func serve(ctx context.Context, cfg config.Config) (retErr error) {
 	runtimeapi.RegisterRuntimeServiceServer(criServer, crisvc)
 	runtimeapi.RegisterImageServiceServer(criServer, crisvc)
 
-	adminServer := grpc.NewServer(grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log.With(slog.String("service", "admin")))))
+	adminServer := cri.NewGRPCServer(cri.GRPCConfig{Log: log.With(slog.String("service", "admin"))})
 	info := &adminpb.InfoResponse{
 		Version: cri.Version, GoVersion: runtime.Version(), CriApiVersion: cri.CRIAPIVersion,
 		Paths: map[string]string{
@@ -278,7 +286,7 @@ func takeCleanMarker(path, database string) (bool, error) {
 // writeCleanMarker records a clean stop with the boot it happened in.
 func writeCleanMarker(path, bootID string) error {
 	body := fmt.Sprintf("boot_id=%s\nstopped=%s\n", bootID, time.Now().UTC().Format(time.RFC3339Nano))
-	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		return fmt.Errorf("write clean-shutdown marker: %w", err)
 	}
 	return nil

@@ -58,15 +58,35 @@ func reservedAnnotation(k string) bool {
 	return strings.HasPrefix(k, "io.kubernetes.cri.") || strings.HasPrefix(k, "io.kubernetes.cri-o.")
 }
 
-// userAnnotations copies a CRI annotation map without reserved keys.
-func userAnnotations(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m)+12)
+// Passthrough says which CRI annotations reach a spec: only keys that
+// match one of its patterns, per runtime handler (containerd's
+// pod_annotations and container_annotations). A pattern is a key, or a
+// prefix ending in "*". Everything else stays in crisp's records, out of
+// the runtime's reach: runtimes act on some annotations (gVisor's
+// dev.gvisor.*), which must be the operator's to allow, not a tenant's.
+type Passthrough struct {
+	Pod       []string // pod annotations, into the infra's and every container's spec
+	Container []string // container annotations, into the container's spec
+}
+
+// matchAnnotation reports whether key matches one of patterns.
+func matchAnnotation(key string, patterns []string) bool {
+	for _, p := range patterns {
+		if prefix, ok := strings.CutSuffix(p, "*"); ok && strings.HasPrefix(key, prefix) || p == key {
+			return true
+		}
+	}
+	return false
+}
+
+// passAnnotations copies the keys of m that match patterns into out, never
+// reserved ones.
+func passAnnotations(out, m map[string]string, patterns []string) {
 	for k, v := range m {
-		if !reservedAnnotation(k) {
+		if matchAnnotation(k, patterns) && !reservedAnnotation(k) {
 			out[k] = v
 		}
 	}
-	return out
 }
 
 // podAnnotations adds the standard keys describing the pod.
@@ -81,7 +101,9 @@ func podAnnotations(out map[string]string, sb *Sandbox, containerType string) {
 }
 
 func containerAnnotations(in *ContainerInput) (map[string]string, error) {
-	out := userAnnotations(in.Config.Annotations)
+	out := map[string]string{}
+	passAnnotations(out, in.Sandbox.Config.GetAnnotations(), in.Passthrough.Pod)
+	passAnnotations(out, in.Config.Annotations, in.Passthrough.Container)
 	podAnnotations(out, &in.Sandbox, ContainerTypeContainer)
 	if n := in.Config.GetMetadata().GetName(); n != "" {
 		out[AnnotationContainerName] = n

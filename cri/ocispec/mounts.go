@@ -45,14 +45,19 @@ var allowedMountOptions = []string{"noexec", "nodev", "nosuid"}
 // criMounts converts the CRI mounts. It reports the rootfs propagation
 // they need: a slave or shared bind only propagates if the container's
 // root is slave or shared too. Image volumes (mounts with an image) are
-// skipped: crisp does not support them yet.
+// refused: crisp does not support them yet, and running the container
+// without the volume would be worse.
 func criMounts(cfg *runtimeapi.ContainerConfig, privileged bool) ([]specs.Mount, string, error) {
 	var out []specs.Mount
 	rootProp := ""
 	for i, m := range cfg.GetMounts() {
 		field := fmt.Sprintf("mounts[%d]", i)
-		if m.GetImage().GetImage() != "" {
-			continue // TODO(ocispec): image volumes (KEP-4639)
+		if m.GetImage() != nil {
+			// TODO(issue #11): image volumes (KEP-4639).
+			return nil, "", fmt.Errorf("%s.image: image volumes are not supported yet: %w", field, ErrInvalid)
+		}
+		if strings.ContainsRune(m.ContainerPath+m.HostPath, 0) {
+			return nil, "", fmt.Errorf("%s: a path has a NUL byte: %w", field, ErrInvalid)
 		}
 		if !path.IsAbs(m.ContainerPath) {
 			return nil, "", fmt.Errorf("%s.container_path %q is not absolute: %w", field, m.ContainerPath, ErrInvalid)

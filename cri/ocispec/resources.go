@@ -165,11 +165,13 @@ var denyAll = specs.LinuxDeviceCgroup{Allow: false, Access: "rwm"}
 // devices returns the device nodes to create and the device cgroup rules:
 // deny everything, then allow the defaults and each CRI device with its
 // permissions (default "rwm"). A privileged container gets every host
-// device and a rule allowing all.
+// device and a rule allowing all, unless PrivilegedWithoutHostDevices
+// (containerd's option of that name: then it has the defaults, as an
+// unprivileged one).
 func devices(in *ContainerInput, privileged bool) ([]specs.LinuxDevice, []specs.LinuxDeviceCgroup, error) {
 	rules := []specs.LinuxDeviceCgroup{denyAll}
 	var devs []specs.LinuxDevice
-	if privileged {
+	if privileged && !in.PrivilegedWithoutHostDevices {
 		devs = append(devs, in.HostDevices...)
 		rules = append(rules, specs.LinuxDeviceCgroup{Allow: true, Access: "rwm"})
 	} else {
@@ -179,24 +181,18 @@ func devices(in *ContainerInput, privileged bool) ([]specs.LinuxDevice, []specs.
 	if stat == nil {
 		stat = DeviceFromPath
 	}
+	if err := checkDeviceFormats(in.Config.GetDevices()); err != nil {
+		return nil, nil, err
+	}
 	for i, d := range in.Config.GetDevices() {
 		field := fmt.Sprintf("devices[%d]", i)
-		if !filepath.IsAbs(d.HostPath) {
-			return nil, nil, fmt.Errorf("%s.host_path %q is not absolute: %w", field, d.HostPath, ErrInvalid)
-		}
 		dst := d.ContainerPath
 		if dst == "" {
 			dst = d.HostPath
 		}
-		if !path.IsAbs(dst) {
-			return nil, nil, fmt.Errorf("%s.container_path %q is not absolute: %w", field, dst, ErrInvalid)
-		}
 		perms := d.Permissions
 		if perms == "" {
 			perms = "rwm"
-		}
-		if strings.Trim(perms, "rwm") != "" {
-			return nil, nil, fmt.Errorf("%s.permissions %q is not made of r, w and m: %w", field, d.Permissions, ErrInvalid)
 		}
 		dev, err := stat(d.HostPath)
 		switch {
@@ -215,6 +211,24 @@ func devices(in *ContainerInput, privileged bool) ([]specs.LinuxDevice, []specs.
 		rules = append(rules, specs.LinuxDeviceCgroup{Allow: true, Type: typ, Major: ptr(dev.Major), Minor: ptr(dev.Minor), Access: perms})
 	}
 	return devs, rules, nil
+}
+
+// checkDeviceFormats checks the CRI devices' paths and permissions; that
+// the host node exists is checked where it is read.
+func checkDeviceFormats(devs []*runtimeapi.Device) error {
+	for i, d := range devs {
+		field := fmt.Sprintf("devices[%d]", i)
+		if !filepath.IsAbs(d.HostPath) || strings.ContainsRune(d.HostPath, 0) {
+			return fmt.Errorf("%s.host_path %q is not absolute: %w", field, d.HostPath, ErrInvalid)
+		}
+		if d.ContainerPath != "" && (!path.IsAbs(d.ContainerPath) || strings.ContainsRune(d.ContainerPath, 0)) {
+			return fmt.Errorf("%s.container_path %q is not absolute: %w", field, d.ContainerPath, ErrInvalid)
+		}
+		if strings.Trim(d.Permissions, "rwm") != "" {
+			return fmt.Errorf("%s.permissions %q is not made of r, w and m: %w", field, d.Permissions, ErrInvalid)
+		}
+	}
+	return nil
 }
 
 // Resources converts CRI container resources for an update of a running

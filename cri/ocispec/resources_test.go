@@ -107,6 +107,7 @@ func TestDevices(t *testing.T) {
 		name       string
 		devices    []*runtimeapi.Device
 		privileged bool
+		noHostDevs bool // the handler's privileged_without_host_devices
 		wantDevs   []specs.LinuxDevice
 		wantRules  []specs.LinuxDeviceCgroup
 		wantErr    string
@@ -128,6 +129,12 @@ func TestDevices(t *testing.T) {
 			wantDevs:  []specs.LinuxDevice{hostDevs[0], {Path: "/dev/fuse", Type: "b", Major: 7, Minor: 0}},
 			wantRules: []specs.LinuxDeviceCgroup{denyAll, {Allow: true, Access: "rwm"}, rule("b", 7, 0, "r")},
 		},
+		{
+			name: "privileged without host devices: the defaults, as unprivileged", privileged: true, noHostDevs: true,
+			devices:   []*runtimeapi.Device{{HostPath: "/dev/loop0", ContainerPath: "/dev/xvda", Permissions: "r"}},
+			wantDevs:  []specs.LinuxDevice{{Path: "/dev/xvda", Type: "b", Major: 7, Minor: 0}},
+			wantRules: append(append([]specs.LinuxDeviceCgroup{}, base...), rule("b", 7, 0, "r")),
+		},
 		{name: "missing device", devices: []*runtimeapi.Device{{HostPath: "/dev/nope", ContainerPath: "/dev/nope"}}, wantErr: `devices[0].host_path "/dev/nope" does not exist`},
 		{name: "not a device", devices: []*runtimeapi.Device{{HostPath: "/etc/passwd", ContainerPath: "/x"}}, wantErr: "devices[0].host_path: /etc/passwd is not a device node"},
 		{name: "relative host path", devices: []*runtimeapi.Device{{HostPath: "dev/fuse", ContainerPath: "/dev/fuse"}}, wantErr: `devices[0].host_path "dev/fuse"`},
@@ -140,6 +147,7 @@ func TestDevices(t *testing.T) {
 				in.Config.Devices = tt.devices
 				sc(in).Privileged, in.Sandbox.Privileged = tt.privileged, tt.privileged
 				in.HostDevices = hostDevs
+				in.PrivilegedWithoutHostDevices = tt.noHostDevs
 			})
 			if !checkErr(t, err, tt.wantErr, tt.plain) {
 				return

@@ -34,6 +34,10 @@ type InfraInput struct {
 	// Annotations are crisp's own, added last.
 	Annotations map[string]string
 
+	// Passthrough says which pod annotations reach the spec; none when
+	// empty.
+	Passthrough Passthrough
+
 	// ClampOOMScoreAdj runs the infra at oom_score_adj 0 instead of -998,
 	// for nodes where crispd cannot lower it.
 	ClampOOMScoreAdj bool
@@ -123,7 +127,8 @@ func forSandboxInfra(in *InfraInput) (*specs.Spec, error) {
 	if s.Linux.Seccomp, err = seccomp.GetDefaultProfile(s); err != nil {
 		return nil, fmt.Errorf("default seccomp profile: %w", err)
 	}
-	s.Annotations = userAnnotations(sb.Config.GetAnnotations())
+	s.Annotations = map[string]string{}
+	passAnnotations(s.Annotations, sb.Config.GetAnnotations(), in.Passthrough.Pod)
 	podAnnotations(s.Annotations, sb, ContainerTypeSandbox)
 	maps.Copy(s.Annotations, in.Annotations)
 	return s, nil

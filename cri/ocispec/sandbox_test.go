@@ -20,7 +20,8 @@ func testInfra() InfraInput {
 
 func TestForSandboxInfra(t *testing.T) {
 	in := testInfra()
-	in.Sandbox.Config.Annotations = map[string]string{"a": "1", "io.kubernetes.cri.container-type": "container"}
+	in.Sandbox.Config.Annotations = map[string]string{"a": "1", "io.kubernetes.cri.container-type": "container", "dev.gvisor.x": "y"}
+	in.Passthrough.Pod = []string{"a", "io.kubernetes.cri.*"}
 	in.Annotations = map[string]string{"io.crisp.pod": "pod1"}
 	in.Sandbox.Config.Linux.SecurityContext.RunAsUser = int64v(65535)
 	in.Sandbox.Config.Linux.SecurityContext.RunAsGroup = int64v(65534)

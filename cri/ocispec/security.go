@@ -202,12 +202,9 @@ func seccompFor(in *ContainerInput, s *specs.Spec, privileged bool) (*specs.Linu
 		}
 		return p, nil
 	}
-	file := ref
-	if !filepath.IsAbs(file) {
-		if in.SeccompProfileRoot == "" || !filepath.IsLocal(file) {
-			return nil, fmt.Errorf("security_context.seccomp: localhost profile %q is not an absolute path or a path under the seccomp profile root: %w", ref, ErrInvalid)
-		}
-		file = filepath.Join(in.SeccompProfileRoot, file)
+	file, err := localhostProfileFile(ref, in.SeccompProfileRoot)
+	if err != nil {
+		return nil, err
 	}
 	read := in.ReadFile
 	if read == nil {
@@ -225,6 +222,21 @@ func seccompFor(in *ContainerInput, s *specs.Spec, privileged bool) (*specs.Linu
 		return nil, fmt.Errorf("security_context.seccomp: localhost profile %q: %v: %w", file, err, ErrInvalid)
 	}
 	return p, nil
+}
+
+// localhostProfileFile is the file of a Localhost seccomp profile: ref if
+// absolute, else ref beneath root.
+func localhostProfileFile(ref, root string) (string, error) {
+	if strings.ContainsRune(ref, 0) {
+		return "", fmt.Errorf("security_context.seccomp: localhost profile %q has a NUL byte: %w", ref, ErrInvalid)
+	}
+	if filepath.IsAbs(ref) {
+		return ref, nil
+	}
+	if root == "" || !filepath.IsLocal(ref) {
+		return "", fmt.Errorf("security_context.seccomp: localhost profile %q is not an absolute path or a path under the seccomp profile root: %w", ref, ErrInvalid)
+	}
+	return filepath.Join(root, ref), nil
 }
 
 // apparmorFor returns the AppArmor profile name. crisp loads no profile of

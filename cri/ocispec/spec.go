@@ -88,8 +88,16 @@ type ContainerInput struct {
 	// Annotations are crisp's own, added last: they win over CRI ones.
 	Annotations map[string]string
 
+	// Passthrough says which pod and container annotations reach the
+	// spec; none when empty.
+	Passthrough Passthrough
+
 	// HostDevices are given to privileged containers (see HostDevices).
 	HostDevices []specs.LinuxDevice
+
+	// PrivilegedWithoutHostDevices gives privileged containers the default
+	// devices and device rules instead of the host's (a handler option).
+	PrivilegedWithoutHostDevices bool
 
 	// HostCapabilities are the capabilities crispd holds (see
 	// CurrentCapabilities): what privileged and "add ALL" grant. nil = every
@@ -145,8 +153,8 @@ func forContainer(in *ContainerInput) (*specs.Spec, error) {
 	}
 	sc := cfg.GetLinux().GetSecurityContext()
 	privileged := sc.GetPrivileged()
-	if privileged && !in.Sandbox.privileged() {
-		return nil, fmt.Errorf("security_context.privileged is set but the pod is not privileged: %w", ErrInvalid)
+	if err := CheckContainerInPod(cfg, in.Sandbox); err != nil {
+		return nil, err
 	}
 	if in.Rootfs == nil {
 		root, err := os.OpenRoot(in.RootfsPath)

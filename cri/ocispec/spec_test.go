@@ -93,20 +93,31 @@ func TestContainerAnnotations(t *testing.T) {
 			want: with(map[string]string{AnnotationSandboxID: "infra1"}),
 		},
 		{
-			name: "CRI annotations kept, reserved ones dropped, crisp's win",
+			name: "allowed CRI annotations kept, reserved ones dropped, crisp's win",
 			edit: func(in *ContainerInput) {
 				in.Config.Annotations = map[string]string{
 					"a": "1", "io.kubernetes.cri.sandbox-id": "someone-else", "io.kubernetes.cri-o.SandboxID": "x",
-					"dev.gvisor.spec.mount.data.share": "pod", "b": "cri",
+					"dev.gvisor.spec.mount.data.share": "pod", "b": "cri", "example.com/x": "2",
 				}
+				in.Sandbox.Config.Annotations = map[string]string{"pod.example/p": "3", "pod.other/q": "4"}
+				in.Passthrough = Passthrough{Pod: []string{"pod.example/*"}, Container: []string{"a", "b", "example.com/*", "io.kubernetes.cri.*"}}
 				in.Annotations = map[string]string{"b": "crisp", "io.crisp.pod": "pod1"}
 				in.ImageRef, in.LogPath = "sha256:abc", "/var/log/pods/x/app/0.log"
 				in.Config.Image.UserSpecifiedImage = "busybox"
 			},
 			want: with(map[string]string{
-				AnnotationSandboxID: "pod1", "a": "1", "b": "crisp", "io.crisp.pod": "pod1", "dev.gvisor.spec.mount.data.share": "pod",
+				AnnotationSandboxID: "pod1", "a": "1", "b": "crisp", "io.crisp.pod": "pod1", "example.com/x": "2", "pod.example/p": "3",
 				AnnotationImageName: "busybox", AnnotationImageRef: "sha256:abc", AnnotationLogPath: "/var/log/pods/x/app/0.log",
 			}),
+		},
+		{
+			name: "no passthrough: no CRI annotation reaches the spec (dev.gvisor.* among them)",
+			edit: func(in *ContainerInput) {
+				in.Config.Annotations = map[string]string{"a": "1", "dev.gvisor.spec.mount.data.share": "pod"}
+				in.Sandbox.Config.Annotations = map[string]string{"dev.gvisor.internal.x": "y"}
+				in.Annotations = map[string]string{"io.crisp.pod": "pod1"}
+			},
+			want: with(map[string]string{AnnotationSandboxID: "pod1", "io.crisp.pod": "pod1", AnnotationImageName: "docker.io/library/busybox:latest"}),
 		},
 	}
 	for _, tt := range tests {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"sync"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -19,9 +20,10 @@ import (
 )
 
 const (
-	// MaxExecOutput caps each of ExecSync's stdout and stderr; the rest is
-	// read and dropped. It matches the kubelet's 16 MiB gRPC message cap.
-	MaxExecOutput = 16 << 20
+	// MaxExecOutput caps ExecSync's stdout and stderr together; the rest
+	// is read and dropped. It keeps the reply within the 16 MiB gRPC
+	// message cap of kubelet and crispd, with room for the envelope.
+	MaxExecOutput = 16<<20 - 4<<10
 	// execWaitDelay bounds how long ExecSync waits, after the process
 	// ends or its timeout passes, for the runtime to exit and for pipes
 	// held open by leftover children.
@@ -34,7 +36,8 @@ const (
 
 // ExecSync runs process p in the running container id, directly through
 // the runtime (`runc exec`, not conmon), and returns its stdout, stderr
-// (each capped at MaxExecOutput) and exit code. A zero timeout means none.
+// (together capped at MaxExecOutput, first come first kept; the exit code
+// is kept whatever was dropped) and exit code. A zero timeout means none.
 //
 // When the timeout passes, ExecSync kills the process (runc: its host pid;
 // runsc: `runsc kill --pid` inside the sandbox; children it started are
@@ -90,7 +93,8 @@ func (r *Runtime) ExecSync(ctx context.Context, id string, p specs.Process, time
 		args = append(args, "--pid-file", pidPath) // host pid
 	}
 	cmd := r.command(runCtx, append(args, id)...)
-	outBuf, errBuf := &cappedBuffer{max: MaxExecOutput}, &cappedBuffer{max: MaxExecOutput}
+	budget := &outputBudget{left: MaxExecOutput}
+	outBuf, errBuf := &cappedBuffer{budget: budget}, &cappedBuffer{budget: budget}
 	cmd.Stdout, cmd.Stderr = outBuf, errBuf
 	// Killing `runc exec` would leave the process running in the
 	// container, so kill the process and let the runtime reap it and
@@ -183,17 +187,32 @@ func pollUntil(d time.Duration, cond func() bool) bool {
 	return true
 }
 
-// cappedBuffer keeps the first max bytes written and drops the rest, so a
-// chatty process can neither block nor exhaust memory. os/exec writes to
-// it from one goroutine per stream.
+// outputBudget is what stdout and stderr may still keep between them.
+type outputBudget struct {
+	mu   sync.Mutex
+	left int
+}
+
+// take reserves up to n bytes of the budget and returns how many it got.
+func (b *outputBudget) take(n int) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n = min(n, b.left)
+	b.left -= n
+	return n
+}
+
+// cappedBuffer keeps what its share of a budget allows and drops the
+// rest, so a chatty process can neither block nor exhaust memory. os/exec
+// writes to it from one goroutine per stream.
 type cappedBuffer struct {
-	buf []byte
-	max int
+	buf    []byte
+	budget *outputBudget
 }
 
 func (b *cappedBuffer) Write(p []byte) (int, error) {
-	if room := b.max - len(b.buf); room > 0 {
-		b.buf = append(b.buf, p[:min(room, len(p))]...)
+	if n := b.budget.take(len(p)); n > 0 {
+		b.buf = append(b.buf, p[:n]...)
 	}
 	return len(p), nil
 }

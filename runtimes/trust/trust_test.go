@@ -18,6 +18,13 @@ func TestDecide(t *testing.T) {
 	noRunscUntrustedDefault := noRunsc
 	noRunscUntrustedDefault.DefaultTrust = Untrusted
 
+	untrustedDefaultHostOK := untrustedDefault
+	untrustedDefaultHostOK.HostAccessTrusted = true
+	untrustedDefaultRCOK := untrustedDefault
+	untrustedDefaultRCOK.AllowTrustedRuntimeClass = true
+	bothHostOK := both
+	bothHostOK.HostAccessTrusted = true
+
 	hint := map[string]string{AnnotationUntrusted: "true"}
 	crioHint := map[string]string{AnnotationTrustedSandbox: "false"}
 	tests := []struct {
@@ -32,14 +39,27 @@ func TestDecide(t *testing.T) {
 		{"annotated untrusted", Pod{Annotations: hint}, "", both, Decision{"runsc", Untrusted, ReasonAnnotation}, nil},
 		{"cri-o TrustedSandbox=false", Pod{Annotations: crioHint}, "", both, Decision{"runsc", Untrusted, ReasonAnnotation}, nil},
 		{"annotation false is no hint", Pod{Annotations: map[string]string{AnnotationUntrusted: "false"}}, "", both, Decision{"runc", Trusted, ReasonDefault}, nil},
-		{"privileged beats annotation", Pod{Privileged: true, Annotations: hint}, "", both, Decision{"runc", Trusted, ReasonPrivileged}, nil},
-		{"host network is privileged", Pod{HostNetwork: true, Annotations: hint}, "", both, Decision{"runc", Trusted, ReasonPrivileged}, nil},
-		{"host pid is privileged", Pod{HostPID: true}, "", untrustedDefault, Decision{"runc", Trusted, ReasonPrivileged}, nil},
-		{"host ipc is privileged", Pod{HostIPC: true}, "", untrustedDefault, Decision{"runc", Trusted, ReasonPrivileged}, nil},
+		{"privileged trusted pod", Pod{Privileged: true}, "", both, Decision{"runc", Trusted, ReasonPrivileged}, nil},
+		{"host network trusted pod", Pod{HostNetwork: true}, "", both, Decision{"runc", Trusted, ReasonPrivileged}, nil},
+
+		// An untrusted pod never leaves the sandbox for host access unless
+		// the operator said so.
+		{"annotated + privileged: refused", Pod{Privileged: true, Annotations: hint}, "", both, Decision{}, ErrHostAccess},
+		{"annotated + host network: refused", Pod{HostNetwork: true, Annotations: hint}, "", both, Decision{}, ErrHostAccess},
+		{"annotated + host pid: refused", Pod{HostPID: true, Annotations: crioHint}, "", both, Decision{}, ErrHostAccess},
+		{"annotated + host ipc: refused", Pod{HostIPC: true, Annotations: hint}, "", both, Decision{}, ErrHostAccess},
+		{"annotated + host network, host access trusted", Pod{HostNetwork: true, Annotations: hint}, "", bothHostOK, Decision{"runc", Trusted, ReasonPrivileged}, nil},
+		{"default untrusted + host pid: refused", Pod{HostPID: true}, "", untrustedDefault, Decision{}, ErrHostAccess},
+		{"default untrusted + privileged: refused", Pod{Privileged: true}, "", untrustedDefault, Decision{}, ErrHostAccess},
+		{"default untrusted + host ipc, host access trusted", Pod{HostIPC: true}, "", untrustedDefaultHostOK, Decision{"runc", Trusted, ReasonPrivileged}, nil},
 		{"default untrusted", Pod{}, "", untrustedDefault, Decision{"runsc", Untrusted, ReasonDefaultUntrusted}, nil},
-		{"default untrusted, privileged", Pod{Privileged: true}, "", untrustedDefault, Decision{"runc", Trusted, ReasonPrivileged}, nil},
+
 		{"runtime class untrusted", Pod{}, "kata", both, Decision{"kata", Untrusted, ReasonRuntimeClass}, nil},
-		{"runtime class trusted", Pod{}, "crun", untrustedDefault, Decision{"crun", Trusted, ReasonRuntimeClass}, nil},
+		{"runtime class trusted", Pod{}, "crun", both, Decision{"crun", Trusted, ReasonRuntimeClass}, nil},
+		{"runtime class trusted under default untrusted: refused", Pod{}, "crun", untrustedDefault, Decision{}, ErrTrustedRuntimeClass},
+		{"runtime class of the default handler under default untrusted: refused", Pod{}, "runc", untrustedDefault, Decision{}, ErrTrustedRuntimeClass},
+		{"runtime class trusted under default untrusted, allowed", Pod{}, "crun", untrustedDefaultRCOK, Decision{"crun", Trusted, ReasonRuntimeClass}, nil},
+		{"runtime class untrusted under default untrusted", Pod{}, "runsc", untrustedDefault, Decision{"runsc", Untrusted, ReasonRuntimeClass}, nil},
 		{"runtime class untrusted with hint", Pod{Annotations: hint}, "runsc", both, Decision{"runsc", Untrusted, ReasonRuntimeClass}, nil},
 		{"runtime class trusted with untrusted hint", Pod{Annotations: hint}, "runc", both, Decision{}, ErrConflict},
 		{"unknown runtime class", Pod{}, "nope", both, Decision{}, ErrUnknownHandler},

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -34,6 +35,8 @@ type Config struct {
 	LogFormat   string `toml:"log_format" help:"auto (colour text on a terminal, JSON otherwise), text or json."`
 	PauseImage  string `toml:"pause_image" help:"Image for the infra process of pods that need one (shared PID namespace, gVisor). Empty means crispd's built-in infra: a read-only rootfs holding crispd itself, nothing to pull."`
 
+	MaxConcurrentRequests int `toml:"max_concurrent_requests" help:"CRI requests handled at once; as many more wait, the rest get ResourceExhausted."`
+
 	StreamAddress string             `toml:"stream_address" help:"Where the exec/attach/port-forward streaming server listens: a loopback address (kubelet proxies to it); port 0 picks a free port."`
 	Conmon        string             `toml:"conmon" help:"conmon, the per-container monitor that outlives crispd."`
 	Trust         Trust              `toml:"trust" help:"Which runtime handler runs a pod: the trust policy (see README)."`
@@ -46,10 +49,12 @@ type Config struct {
 
 // Trust is the trust policy's configuration.
 type Trust struct {
-	DefaultRuntime       string `toml:"default_runtime" help:"Handler for trusted pods (and privileged ones, always)."`
-	UntrustedRuntime     string `toml:"untrusted_runtime" help:"Handler for untrusted pods; empty means none."`
-	DefaultWorkloadTrust string `toml:"default_workload_trust" help:"trusted or untrusted: the trust of a pod that has no hint. Privileged pods are always trusted."`
-	UntrustedFallback    string `toml:"untrusted_fallback" help:"refuse (fail closed) or trusted: what to do with an untrusted pod when there is no untrusted runtime."`
+	DefaultRuntime           string `toml:"default_runtime" help:"Handler for trusted pods (and privileged ones, always)."`
+	UntrustedRuntime         string `toml:"untrusted_runtime" help:"Handler for untrusted pods; empty means none."`
+	DefaultWorkloadTrust     string `toml:"default_workload_trust" help:"trusted or untrusted: the trust of a pod that has no hint. Privileged pods are always trusted."`
+	UntrustedFallback        string `toml:"untrusted_fallback" help:"refuse (fail closed) or trusted: what to do with an untrusted pod when there is no untrusted runtime."`
+	UntrustedHostAccess      string `toml:"untrusted_host_access" help:"refuse (FailedPrecondition) or trusted: what to do with an untrusted pod (annotated, or by default_workload_trust) that asks for host network, PID or IPC, or to be privileged. gVisor cannot share the host's namespaces; trusted moves such pods to default_runtime."`
+	AllowTrustedRuntimeClass bool   `toml:"allow_trusted_runtime_class" help:"With default_workload_trust = untrusted, whether a RuntimeClass may name a trusted handler. Off, such pods are refused, so a RuntimeClass cannot take a pod out of the sandbox."`
 }
 
 // Network configures CNI.
@@ -89,7 +94,9 @@ type Handler struct {
 	Root                         string   `toml:"root" help:"The runtime's own state root, one per handler."`
 	Class                        string   `toml:"class" help:"trusted or untrusted: which workloads it may run."`
 	ExtraArgs                    []string `toml:"extra_args" help:"Global flags passed to the runtime (runsc needs --network=host to use the pod's network namespace)."`
-	PrivilegedWithoutHostDevices bool     `toml:"privileged_without_host_devices" help:"Privileged containers do not get the host's devices."`
+	PrivilegedWithoutHostDevices bool     `toml:"privileged_without_host_devices" help:"Privileged containers of this handler do not get the host's devices (/dev is the default set)."`
+	PodAnnotations               []string `toml:"pod_annotations" help:"Pod annotations passed into the OCI specs of the pod's infra and containers, as patterns (a trailing * matches any suffix, e.g. io.kubernetes.cri.rdt-class or example.com/*). Others never reach the runtime, so a tenant cannot set runtime-interpreted keys such as dev.gvisor.*."`
+	ContainerAnnotations         []string `toml:"container_annotations" help:"Container annotations passed into the container's OCI spec, as patterns like pod_annotations."`
 }
 
 // Duration is a time.Duration written as "30s" in TOML.
@@ -187,6 +194,16 @@ func (c *Config) Resolve() error {
 		if h.Type != "runc" && h.Type != "runsc" {
 			return fmt.Errorf("config: runtimes.%s.type must be runc or runsc, not %q", name, h.Type)
 		}
+		if h.Class == "untrusted" && !sandboxing(h.Type) {
+			return fmt.Errorf("config: runtimes.%s.class is untrusted but its type %s does not sandbox; an untrusted handler must be a sandboxing runtime (runsc)", name, h.Type)
+		}
+		for _, patterns := range [][]string{h.PodAnnotations, h.ContainerAnnotations} {
+			for _, p := range patterns {
+				if p == "" || strings.Contains(strings.TrimSuffix(p, "*"), "*") {
+					return fmt.Errorf("config: runtimes.%s: annotation pattern %q must be a key, or a prefix ending in one *", name, p)
+				}
+			}
+		}
 		c.Runtimes[name] = h
 	}
 	if err := c.checkTrust(); err != nil {
@@ -202,11 +219,18 @@ func (c *Config) Resolve() error {
 	default:
 		return fmt.Errorf("config: log_format must be auto, text or json, not %q", c.LogFormat)
 	}
+	if c.MaxConcurrentRequests <= 0 {
+		return fmt.Errorf("config: max_concurrent_requests must be positive, not %d", c.MaxConcurrentRequests)
+	}
 	if c.Reconciler.Interval.Duration <= 0 || c.Reconciler.Grace.Duration < 0 || c.Reconciler.ActionTimeout.Duration <= 0 {
 		return fmt.Errorf("config: reconciler interval and action_timeout must be positive, grace not negative")
 	}
 	return nil
 }
+
+// sandboxing reports runtime types that isolate a workload from the host
+// kernel: what an untrusted handler must be.
+func sandboxing(typ string) bool { return typ == "runsc" }
 
 // HandlerNames returns the configured handler names, sorted.
 func (c *Config) HandlerNames() []string {
@@ -237,6 +261,9 @@ func (c *Config) checkTrust() error {
 	}
 	if t.UntrustedFallback != "refuse" && t.UntrustedFallback != "trusted" {
 		return fmt.Errorf("config: trust.untrusted_fallback must be refuse or trusted, not %q", t.UntrustedFallback)
+	}
+	if t.UntrustedHostAccess != "refuse" && t.UntrustedHostAccess != "trusted" {
+		return fmt.Errorf("config: trust.untrusted_host_access must be refuse or trusted, not %q", t.UntrustedHostAccess)
 	}
 	return nil
 }

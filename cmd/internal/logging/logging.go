@@ -15,9 +15,8 @@ import (
 
 // New returns a logger writing to w at level ("debug", "info", "warn",
 // "error") in format ("auto", "text", "json"). auto means text when w is a
-// terminal.
-func New(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lvl slog.Level
+// terminal. The level is kept in lvl, so that setting lvl later changes it.
+func New(w io.Writer, lvl *slog.LevelVar, level, format string) (*slog.Logger, error) {
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: %w", level, err)
 	}
