@@ -17,7 +17,13 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 # root-only end-to-end tests in test/, which start the real binaries.
 TEST_FLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: all deps build tools run unit test lint generate bench chaos clean
+# Fuzz targets of the request validation, and how long each runs: a short
+# pass in `make test`, a long one in `make fuzz`.
+FUZZ_TARGETS    := FuzzRunPodSandbox FuzzCreateContainer FuzzRequest
+FUZZTIME_TEST   ?= 10s
+FUZZTIME        ?= 5m
+
+.PHONY: all deps build tools run unit test lint generate bench chaos fuzz fuzz-short clean
 
 all: build
 
@@ -50,9 +56,22 @@ run: deps build
 unit:
 	CGO_ENABLED=1 $(GO) test -tags $(TAGS) $(TEST_FLAGS) $$($(GO) list ./... | grep -v /test/)
 
-## test: deps, build, lint, then every test (unit with -race, and the end-to-end tests in test/)
+## test: deps, build, lint, then every test (unit with -race, and the end-to-end tests in test/), then a short fuzz pass
 test: deps build tools lint
 	CGO_ENABLED=1 CRISP_BIN_DIR=$(BIN) $(GO) test -tags $(TAGS) $(TEST_FLAGS) ./...
+	$(MAKE) --no-print-directory fuzz-short
+
+## fuzz-short: each fuzz target of cri/validate for $(FUZZTIME_TEST) (part of make test)
+fuzz-short:
+	@for t in $(FUZZ_TARGETS); do \
+		CGO_ENABLED=1 $(GO) test -tags $(TAGS) -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME_TEST) ./cri/validate/ || exit 1; \
+	done
+
+## fuzz: each fuzz target of cri/validate for $(FUZZTIME) (new inputs are kept in the Go fuzz cache; a failing one is written to cri/validate/testdata/fuzz)
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		CGO_ENABLED=1 $(GO) test -tags $(TAGS) -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./cri/validate/ || exit 1; \
+	done
 
 ## lint: go vet and a gofmt check
 lint:

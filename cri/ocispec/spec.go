@@ -29,7 +29,7 @@ import (
 // ErrInvalid marks a config that cannot become a spec. Every validation
 // error wraps it and names the offending field; callers map it to
 // InvalidArgument.
-var ErrInvalid = errors.New("invalid container config")
+var ErrInvalid = errors.New("invalid config")
 
 // Runtime types a Sandbox may name.
 const (

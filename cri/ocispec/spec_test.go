@@ -22,7 +22,7 @@ func TestForContainerChecks(t *testing.T) {
 		{
 			name:    "privileged container in an unprivileged pod",
 			edit:    func(in *ContainerInput) { sc(in).Privileged = true },
-			wantErr: `container "app": security_context.privileged is set but the pod is not privileged: invalid container config`,
+			wantErr: `container "app": security_context.privileged is set but the pod is not privileged: invalid config`,
 		},
 		{
 			name: "privileged pod config allows it",

@@ -29,7 +29,7 @@ func TestUser(t *testing.T) {
 		{name: "image name", imageUser: "app", want: specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{1000, 29, 50}}},
 		{name: "image name:group", imageUser: "app:video", want: specs.User{UID: 1000, GID: 44, AdditionalGids: []uint32{44, 29, 50}}},
 		{name: "image name:gid", imageUser: "daemon:7", want: specs.User{UID: 1, GID: 7, AdditionalGids: []uint32{7}}},
-		{name: "image name missing", imageUser: "ghost", wantErr: `container "app": the image's User "ghost" not in the image's /etc/passwd: invalid container config`},
+		{name: "image name missing", imageUser: "ghost", wantErr: `container "app": the image's User "ghost" not in the image's /etc/passwd: invalid config`},
 		{name: "image group missing", imageUser: "app:ghosts", wantErr: `the image's User group "ghosts" not in the image's /etc/group`},
 		{name: "image name without passwd", imageUser: "app", rootfs: fstest.MapFS{}, wantErr: `"app": the image has no /etc/passwd`},
 		{name: "numeric user without passwd", imageUser: "5:6", rootfs: fstest.MapFS{}, want: specs.User{UID: 5, GID: 6, AdditionalGids: []uint32{6}}},
@@ -62,7 +62,7 @@ func TestUser(t *testing.T) {
 		{
 			name:    "run_as_username missing",
 			edit:    func(sc *runtimeapi.LinuxContainerSecurityContext) { sc.RunAsUsername = "nobody2" },
-			wantErr: `container "app": security_context.run_as_username "nobody2" not in the image's /etc/passwd: invalid container config`,
+			wantErr: `container "app": security_context.run_as_username "nobody2" not in the image's /etc/passwd: invalid config`,
 		},
 		{
 			name:    "run_as_group alone",

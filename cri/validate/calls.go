@@ -110,7 +110,7 @@ func (v *Validator) checkCmd(call string, cmd []string) error {
 	if cmd[0] == "" {
 		return invalid(call, "cmd[0]", "is empty")
 	}
-	return v.checkProcess(call, cmd, nil, nil)
+	return v.checkProcess(call, "cmd", cmd, nil, nil)
 }
 
 // PortForward checks the pod id and the ports.
@@ -195,13 +195,10 @@ func UpdateRuntimeConfig(r *runtimeapi.UpdateRuntimeConfigRequest) error {
 // reference parses is the image store's to say.
 func (v *Validator) PullImage(r *runtimeapi.PullImageRequest) error {
 	call := "pull image"
-	if err := imageSpec(call, "image", r.GetImage(), true); err != nil {
+	if err := v.imageSpec(call, "image", r.GetImage(), true); err != nil {
 		return err
 	}
 	call += " " + r.GetImage().GetImage()
-	if err := v.checkMap(call, "image.annotations", r.GetImage().GetAnnotations()); err != nil {
-		return err
-	}
 	a := r.GetAuth()
 	for _, f := range []struct{ field, v string }{
 		{"auth.username", a.GetUsername()}, {"auth.password", a.GetPassword()}, {"auth.auth", a.GetAuth()},

@@ -36,13 +36,13 @@ func (v *Validator) CreateContainer(r *runtimeapi.CreateContainerRequest) error 
 		return err
 	}
 	call = fmt.Sprintf("create container %s in pod %s", cfg.Metadata.Name, r.PodSandboxId)
-	if err := imageSpec(call, "image", cfg.GetImage(), true); err != nil {
+	if err := v.imageSpec(call, "image", cfg.GetImage(), true); err != nil {
 		return err
 	}
 	if len(cfg.Command) > 0 && cfg.Command[0] == "" {
 		return invalid(call, "command[0]", "is empty")
 	}
-	if err := v.checkProcess(call, cfg.Command, cfg.Args, cfg.Envs); err != nil {
+	if err := v.checkProcess(call, "command", cfg.Command, cfg.Args, cfg.Envs); err != nil {
 		return err
 	}
 	if cfg.WorkingDir != "" {
@@ -71,9 +71,9 @@ func (v *Validator) CreateContainer(r *runtimeapi.CreateContainerRequest) error 
 	return nil
 }
 
-// imageSpec checks an image reference: required or not, one word of
-// printable characters.
-func imageSpec(call, field string, spec *runtimeapi.ImageSpec, required bool) error {
+// imageSpec checks an image reference (required or not, one word of
+// printable characters) and its annotations.
+func (v *Validator) imageSpec(call, field string, spec *runtimeapi.ImageSpec, required bool) error {
 	ref := spec.GetImage()
 	if ref == "" {
 		if required {
@@ -81,7 +81,7 @@ func imageSpec(call, field string, spec *runtimeapi.ImageSpec, required bool) er
 		}
 		return nil
 	}
-	for _, f := range []struct{ name, v string }{{".image", ref}, {".user_specified_image", spec.GetUserSpecifiedImage()}} {
+	for _, f := range []struct{ name, v string }{{".image", ref}, {".user_specified_image", spec.GetUserSpecifiedImage()}, {".image_ref", spec.GetImageRef()}} {
 		if err := checkString(call, field+f.name, f.v, maxImage); err != nil {
 			return err
 		}
@@ -92,16 +92,16 @@ func imageSpec(call, field string, spec *runtimeapi.ImageSpec, required bool) er
 	if err := checkString(call, field+".runtime_handler", spec.GetRuntimeHandler(), maxName); err != nil {
 		return err
 	}
-	return nil
+	return v.checkMap(call, field+".annotations", spec.GetAnnotations())
 }
 
 // checkProcess bounds a process's command, args and environment: counts,
 // the length of each string and the whole, and no NUL bytes (execve ends
 // a string there). Environment keys are checked by ocispec.
-func (v *Validator) checkProcess(call string, command, args []string, env []*runtimeapi.KeyValue) error {
+func (v *Validator) checkProcess(call, commandField string, command, args []string, env []*runtimeapi.KeyValue) error {
 	l := v.limits
 	if n := len(command) + len(args); n > l.Args {
-		return invalid(call, "command and args", fmt.Sprintf("have %d words, more than %d", n, l.Args))
+		return invalid(call, commandField+" and args", fmt.Sprintf("have %d words, more than %d", n, l.Args))
 	}
 	if len(env) > l.Env {
 		return invalid(call, "envs", fmt.Sprintf("has %d entries, more than %d", len(env), l.Env))
@@ -110,7 +110,7 @@ func (v *Validator) checkProcess(call string, command, args []string, env []*run
 	for _, list := range []struct {
 		field string
 		words []string
-	}{{"command", command}, {"args", args}} {
+	}{{commandField, command}, {"args", args}} {
 		for i, w := range list.words {
 			if err := checkString(call, fmt.Sprintf("%s[%d]", list.field, i), w, l.ArgBytes); err != nil {
 				return err
@@ -146,6 +146,9 @@ func (v *Validator) checkMountList(call string, mounts []*runtimeapi.Mount, devi
 			return invalid(call, field, "is empty")
 		}
 		if err := checkAbsPath(call, field+".container_path", m.ContainerPath); err != nil {
+			return err
+		}
+		if err := checkString(call, field+".image_sub_path", m.ImageSubPath, maxPath); err != nil {
 			return err
 		}
 		if m.Image != nil {

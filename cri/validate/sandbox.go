@@ -92,7 +92,17 @@ func (v *Validator) checkPodLinux(call string, l *runtimeapi.LinuxPodSandboxConf
 	if err := v.checkMap(call, "linux.sysctls", l.GetSysctls()); err != nil {
 		return err
 	}
-	return checkSELinux(call, "linux.security_context.selinux_options", l.GetSecurityContext().GetSelinuxOptions())
+	sc := l.GetSecurityContext()
+	for _, f := range []struct{ field, v string }{
+		{"linux.security_context.seccomp_profile_path", sc.GetSeccompProfilePath()},
+		{"linux.security_context.seccomp.localhost_ref", sc.GetSeccomp().GetLocalhostRef()},
+		{"linux.security_context.namespace_options.target_id", sc.GetNamespaceOptions().GetTargetId()},
+	} {
+		if err := checkString(call, f.field, f.v, maxPath); err != nil {
+			return err
+		}
+	}
+	return checkSELinux(call, "linux.security_context.selinux_options", sc.GetSelinuxOptions())
 }
 
 // checkSELinux checks SELinux labels, which crisp passes on only where

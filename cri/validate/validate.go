@@ -128,13 +128,13 @@ func (v *Validator) check(req any) error {
 	case *runtimeapi.PullImageRequest:
 		return v.PullImage(r)
 	case *runtimeapi.ImageStatusRequest:
-		return imageSpec("image status", "image", r.GetImage(), true)
+		return v.imageSpec("image status", "image", r.GetImage(), true)
 	case *runtimeapi.RemoveImageRequest:
-		return imageSpec("remove image", "image", r.GetImage(), true)
+		return v.imageSpec("remove image", "image", r.GetImage(), true)
 	case *runtimeapi.ListImagesRequest:
-		return imageSpec("list images", "filter.image", r.GetFilter().GetImage(), false)
+		return v.imageSpec("list images", "filter.image", r.GetFilter().GetImage(), false)
 	case *runtimeapi.StreamImagesRequest:
-		return imageSpec("stream images", "filter.image", r.GetFilter().GetImage(), false)
+		return v.imageSpec("stream images", "filter.image", r.GetFilter().GetImage(), false)
 	case *runtimeapi.VersionRequest:
 		return oneLine("version", "version", r.Version, maxName)
 	case *runtimeapi.StatusRequest, *runtimeapi.RuntimeConfigRequest, *runtimeapi.ImageFsInfoRequest,
