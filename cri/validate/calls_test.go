@@ -12,12 +12,29 @@ import (
 // with the field named.
 func TestOtherCalls(t *testing.T) {
 	v := newTestValidator()
+	for _, tt := range otherCallCases() {
+		t.Run(tt.class+"/"+tt.name, func(t *testing.T) {
+			err := v.Request(tt.req)
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			wantInvalid(t, err, tt.want...)
+		})
+	}
+}
+
+type callCase struct {
+	class, name string
+	req         any
+	want        []string // nil = accepted
+}
+
+func otherCallCases() []callCase {
 	id := "0f3e5c9d2a7b"
-	tests := []struct {
-		class, name string
-		req         any
-		want        []string // nil = accepted
-	}{
+	return []callCase{
 		{"", "stop pod", &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}, nil},
 		{"missing", "stop pod without id", &runtimeapi.StopPodSandboxRequest{}, []string{"stop pod sandbox", "pod_sandbox_id is empty"}},
 		{"id", "remove pod with a path for id", &runtimeapi.RemovePodSandboxRequest{PodSandboxId: "../../etc"}, []string{"remove pod sandbox", "not an id"}},
@@ -62,17 +79,5 @@ func TestOtherCalls(t *testing.T) {
 		{"", "list images", &runtimeapi.ListImagesRequest{}, nil},
 		{"", "status", &runtimeapi.StatusRequest{Verbose: true}, nil},
 		{"", "unknown request type passes", struct{}{}, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.class+"/"+tt.name, func(t *testing.T) {
-			err := v.Request(tt.req)
-			if tt.want == nil {
-				if err != nil {
-					t.Fatalf("refused: %v", err)
-				}
-				return
-			}
-			wantInvalid(t, err, tt.want...)
-		})
 	}
 }

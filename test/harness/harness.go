@@ -218,7 +218,9 @@ func (d *Daemon) Images() runtimeapi.ImageServiceClient {
 
 func (d *Daemon) conn() *grpc.ClientConn {
 	d.t.Helper()
-	conn, err := grpc.NewClient("unix://"+d.Socket(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// As kubelet dials: 16 MiB messages both ways.
+	conn, err := grpc.NewClient("unix://"+d.Socket(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20), grpc.MaxCallSendMsgSize(16<<20)))
 	if err != nil {
 		d.t.Fatal(err)
 	}
