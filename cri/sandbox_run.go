@@ -33,6 +33,9 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox %s/%s: %w", m.Namespace, m.Name, err)
 	}
+	if err := checkPodNetwork(cfg, decision.Handler, s.runtimes[decision.Handler]); err != nil {
+		return nil, err
+	}
 	blob, hash, err := configHash(cfg, decision.Handler)
 	if err != nil {
 		return nil, err

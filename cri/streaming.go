@@ -7,6 +7,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crisp-cri/crisp/cri/ocispec"
 	"github.com/crisp-cri/crisp/cri/stream"
 	"github.com/crisp-cri/crisp/db"
 )
@@ -31,8 +32,8 @@ func (s *Server) Attach(ctx context.Context, req *runtimeapi.AttachRequest) (*ru
 	return s.streams.GetAttach(req)
 }
 
-// PortForward answers with the URL of a port-forward session into a ready
-// pod's network namespace.
+// PortForward answers with the URL of a port-forward session to a ready
+// pod's ports (see routePortForward).
 func (s *Server) PortForward(ctx context.Context, req *runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error) {
 	sb, err := s.sandboxFor(ctx, req.GetPodSandboxId())
 	if err != nil {
@@ -76,9 +77,7 @@ func (t StreamTargets) ExecTarget(ctx context.Context, id string) (stream.ExecTa
 	if err != nil {
 		return stream.ExecTarget{}, err
 	}
-	h := rt.Handler()
-	return stream.ExecTarget{RuntimePath: h.Path, GlobalArgs: append([]string{"--root=" + h.Root}, h.ExtraArgs...),
-		ContainerID: c.ID, Process: proc}, nil
+	return stream.ExecTarget{RuntimePath: rt.Handler().Path, GlobalArgs: rt.GlobalArgs(), ContainerID: c.ID, Process: proc}, nil
 }
 
 // AttachTarget implements stream.Containers.
@@ -96,14 +95,52 @@ func (t StreamTargets) AttachTarget(ctx context.Context, id string) (stream.Atta
 		Tty: cfg.Tty, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce}, nil
 }
 
-// NetNS implements stream.Containers.
-func (t StreamTargets) NetNS(ctx context.Context, podID string) (string, error) {
+// PortForwardTarget implements stream.Containers.
+func (t StreamTargets) PortForwardTarget(ctx context.Context, podID string) (stream.PortForwardTarget, error) {
 	sb, err := t.s.sandboxFor(ctx, podID)
 	if err != nil {
-		return "", err
+		return stream.PortForwardTarget{}, err
 	}
-	if sb.NetNSPath == "" {
-		return "/proc/self/ns/net", nil // a host-network pod: crispd's own, the host's
+	rt, err := t.s.runtimeFor(sb.Handler)
+	if err != nil {
+		return stream.PortForwardTarget{}, err
 	}
-	return sb.NetNSPath, nil
+	route, err := routePortForward(sb, rt.Netstack())
+	if err != nil || route.bridgeIn == "" {
+		return stream.PortForwardTarget{NetNS: route.netns}, err
+	}
+	// The bridge runs as the infra process does: its user, no
+	// capabilities, its seccomp profile.
+	proc, err := t.s.containerProcess(route.bridgeIn)
+	if err != nil {
+		return stream.PortForwardTarget{}, fmt.Errorf("port forward to pod %s: %w", sb.ID, err)
+	}
+	proc.Args = []string{ocispec.InfraCrispd, "port-forward-stdio"}
+	return stream.PortForwardTarget{Bridge: &stream.ExecTarget{RuntimePath: rt.Handler().Path, GlobalArgs: rt.GlobalArgs(),
+		ContainerID: route.bridgeIn, Process: proc}}, nil
+}
+
+// forwardRoute is how port-forward reaches a pod's ports: one field is set.
+type forwardRoute struct {
+	netns    string // dial localhost:port in this network namespace
+	bridgeIn string // run crispd's port-forward bridge in this container
+}
+
+// routePortForward decides how port-forward reaches pod sb. Where the host
+// kernel serves the pod's network (runc pods, gVisor pods in host mode),
+// crispd dials inside the pod's network namespace. A gVisor pod on
+// gVisor's netstack (netstack: its handler's network is sandbox) has its
+// addresses, loopback included, inside the sandbox, where no host socket
+// reaches: the bridge runs in its infra container, which holds crispd.
+func routePortForward(sb db.Sandbox, netstack bool) (forwardRoute, error) {
+	switch {
+	case netstack && sb.InfraID == "":
+		return forwardRoute{}, fmt.Errorf("port forward to pod %s: it runs on gVisor's netstack but has no infra container to bridge through: %w", sb.ID, ErrPrecondition)
+	case netstack:
+		return forwardRoute{bridgeIn: sb.InfraID}, nil
+	case sb.NetNSPath == "":
+		return forwardRoute{netns: "/proc/self/ns/net"}, nil // a host-network pod: crispd's own, the host's
+	default:
+		return forwardRoute{netns: sb.NetNSPath}, nil
+	}
 }

@@ -92,7 +92,7 @@ flags override the file. With no flags crispd uses /run/crisp/crisp.sock,
 	root.Flags().StringVar(&f.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the daemon's run to this file (for latency work)")
 	_ = root.Flags().MarkHidden("cpu-profile")
 
-	root.AddCommand(newPauseCommand(), newMonitorCommand())
+	root.AddCommand(newPauseCommand(), newMonitorCommand(), newPortForwardStdioCommand(), newRunscNetNSShimCommand())
 	root.AddCommand(&cobra.Command{
 		Use:   "config",
 		Short: "Print the effective configuration as commented TOML",

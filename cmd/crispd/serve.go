@@ -113,7 +113,7 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 		infoHandlers = append(infoHandlers, &adminpb.RuntimeHandler{Name: name, Class: h.Class, Path: h.Path, Root: h.Root})
 		trustCfg.Handlers[name] = trust.Class(h.Class)
 		runtimes[name] = oci.New(oci.Handler{Name: name, Path: h.Path, Root: h.Root, Type: h.Type, ExtraArgs: h.ExtraArgs,
-			Monitor: []string{crispdPath, "monitor"}}, cfg.Conmon, log)
+			Network: h.Network, NetNSShim: []string{crispdPath, "runsc-netns-shim"}, Monitor: []string{crispdPath, "monitor"}}, cfg.Conmon, log)
 	}
 	rec := startReconciler(ctx, cfg, store, node.New(node.Config{Storage: images, Runtimes: runtimes, Network: netMgr,
 		PodRoot: filepath.Join(cfg.RunDir, "pods"), ExitDir: filepath.Join(cfg.RunDir, "exits"),

@@ -17,6 +17,11 @@ import (
 // death would take the pod's namespaces with it (CRI-O's value).
 const infraOOMScoreAdj = -998
 
+// InfraCrispd is where crispd's binary is in an infra container: its
+// process is `/crispd pause`, and crisp execs other crispd helpers there
+// (the port-forward bridge of a pod on gVisor's netstack).
+const InfraCrispd = "/crispd"
+
 // InfraInput is what ForSandboxInfra builds an infra container's spec from.
 type InfraInput struct {
 	// Sandbox is the pod. Its InfraID is the infra container's id (ID when
@@ -28,7 +33,7 @@ type InfraInput struct {
 	RootfsPath string
 
 	// CrispdPath is the host path of crispd, bind-mounted read-only at
-	// /crispd. It must be statically linked: the rootfs has no libc.
+	// InfraCrispd. It must be statically linked: the rootfs has no libc.
 	CrispdPath string
 
 	// Annotations are crisp's own, added last.
@@ -96,7 +101,7 @@ func forSandboxInfra(in *InfraInput) (*specs.Spec, error) {
 		Root:    &specs.Root{Path: in.RootfsPath, Readonly: true},
 		Process: &specs.Process{
 			User:            user,
-			Args:            []string{"/crispd", "pause"},
+			Args:            []string{InfraCrispd, "pause"},
 			Env:             []string{"PATH=" + defaultPath},
 			Cwd:             "/",
 			Capabilities:    &specs.LinuxCapabilities{},
@@ -104,7 +109,7 @@ func forSandboxInfra(in *InfraInput) (*specs.Spec, error) {
 			OOMScoreAdj:     &oom,
 		},
 		Mounts: append(baseMounts(false), specs.Mount{
-			Destination: "/crispd", Type: "bind", Source: in.CrispdPath,
+			Destination: InfraCrispd, Type: "bind", Source: in.CrispdPath,
 			Options: []string{"bind", "rprivate", "ro", "nosuid", "nodev"},
 		}),
 		Linux: &specs.Linux{

@@ -14,13 +14,14 @@ import (
 
 // fakeContainers serves the test containers to the Server.
 type fakeContainers struct {
-	mu    sync.Mutex
-	ctrs  map[string]testContainer
-	netns map[string]string // pod id -> path
+	mu      sync.Mutex
+	ctrs    map[string]testContainer
+	netns   map[string]string     // pod id -> path
+	bridges map[string]ExecTarget // pod id -> bridge, for pods on a netstack
 }
 
 func newFake() *fakeContainers {
-	return &fakeContainers{ctrs: map[string]testContainer{}, netns: map[string]string{}}
+	return &fakeContainers{ctrs: map[string]testContainer{}, netns: map[string]string{}, bridges: map[string]ExecTarget{}}
 }
 
 func (f *fakeContainers) add(c testContainer) {
@@ -57,14 +58,17 @@ func (f *fakeContainers) AttachTarget(_ context.Context, id string) (AttachTarge
 		Tty: c.opts.tty, Stdin: c.opts.stdin, StdinOnce: c.opts.stdinOnce}, nil
 }
 
-func (f *fakeContainers) NetNS(_ context.Context, podID string) (string, error) {
+func (f *fakeContainers) PortForwardTarget(_ context.Context, podID string) (PortForwardTarget, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if b, ok := f.bridges[podID]; ok {
+		return PortForwardTarget{Bridge: &b}, nil
+	}
 	p, ok := f.netns[podID]
 	if !ok {
-		return "", fmt.Errorf("pod %s: %w", podID, os.ErrNotExist)
+		return PortForwardTarget{}, fmt.Errorf("pod %s: %w", podID, os.ErrNotExist)
 	}
-	return p, nil
+	return PortForwardTarget{NetNS: p}, nil
 }
 
 // newTestServer starts a Server on 127.0.0.1 for f, stopped at cleanup.

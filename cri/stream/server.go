@@ -3,7 +3,9 @@
 // and crictl then connect to (SPDY or WebSocket, served by
 // k8s.io/cri-streaming). Behind it, exec runs `<runtime> exec` with pipes or
 // a pseudo-terminal, attach talks to conmon's attach socket and control
-// FIFO, and port-forward dials the port inside the pod's network namespace.
+// FIFO, and port-forward dials the port inside the pod's network namespace
+// or, for a pod on gVisor's netstack, runs a bridge process inside its
+// sandbox (BridgeStdio).
 //
 // It learns about containers and pods only through the Containers
 // interface, which package cri implements; it imports nothing from crisp's
@@ -44,9 +46,24 @@ type Containers interface {
 	// AttachTarget returns conmon's attach socket and control FIFO for a
 	// running container, and how its stdio was set up.
 	AttachTarget(ctx context.Context, containerID string) (AttachTarget, error)
-	// NetNS returns the pinned network namespace path of a ready pod
+	// PortForwardTarget says how to reach the ports of a ready pod
 	// sandbox.
-	NetNS(ctx context.Context, podSandboxID string) (string, error)
+	PortForwardTarget(ctx context.Context, podSandboxID string) (PortForwardTarget, error)
+}
+
+// PortForwardTarget is how to reach a pod's ports: in its network
+// namespace, where the host kernel serves the pod's loopback, or, when
+// the pod's network stack runs inside its sandbox (gVisor's netstack)
+// and the host cannot reach it, through a bridge process in the sandbox.
+// Exactly one field is set.
+type PortForwardTarget struct {
+	// NetNS is the pod's network namespace path: the server dials
+	// localhost:port in it.
+	NetNS string
+	// Bridge runs a process in the pod's sandbox that connects to
+	// localhost:port and bridges its stdin and stdout to it (see
+	// BridgeStdio): the port number is appended to Bridge.Process.Args.
+	Bridge *ExecTarget
 }
 
 // ExecTarget is where and how to run an exec'd process.

@@ -220,7 +220,7 @@ func (r *Runtime) conmonArgs(c CreateOpts) []string {
 		"-r", r.h.Path,
 		"--runtime-arg", "--root=" + r.h.Root,
 	}
-	for _, a := range r.h.ExtraArgs {
+	for _, a := range r.runtimeArgs() {
 		args = append(args, "--runtime-arg", a)
 	}
 	args = append(args,

@@ -2,6 +2,7 @@ package oci
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 func TestConmonArgs(t *testing.T) {
@@ -38,6 +41,108 @@ func TestConmonArgs(t *testing.T) {
 				t.Errorf("conmonArgs() =\n%s\nwant\n%s", got, tt.want)
 			}
 		})
+	}
+}
+
+// Under runsc's netstack, --network comes from Handler.Network on every
+// command line (conmon's, the monitor's, crisp's own), and `runsc start`
+// of a pod's sandbox runs through the netns shim.
+func TestNetstackArgs(t *testing.T) {
+	r := New(Handler{Name: "runsc", Type: TypeRunsc, Path: "/usr/bin/runsc", Root: "/run/x/runsc", Network: NetworkSandbox,
+		ExtraArgs: []string{"--oci-seccomp"}, NetNSShim: []string{"/bin/crispd", "runsc-netns-shim"}}, "/usr/bin/conmon", nil)
+	if !r.Netstack() {
+		t.Errorf("Netstack() = false, want true")
+	}
+	if got, want := strings.Join(r.globalArgs(), " "), "--root /run/x/runsc --network=sandbox --oci-seccomp"; got != want {
+		t.Errorf("globalArgs() = %q, want %q", got, want)
+	}
+	if got, want := strings.Join(r.GlobalArgs(), " "), "--root=/run/x/runsc --network=sandbox --oci-seccomp"; got != want {
+		t.Errorf("GlobalArgs() = %q, want %q", got, want)
+	}
+	c := CreateOpts{ID: "p1", Bundle: "/b", LogPath: "/l/p1.log", ExitDir: "/e", PersistDir: "/p"}
+	if got := strings.Join(r.conmonArgs(c), " "); !strings.Contains(got, "-r /usr/bin/runsc --runtime-arg --root=/run/x/runsc --runtime-arg --network=sandbox --runtime-arg --oci-seccomp -b") {
+		t.Errorf("conmonArgs() = %s, want runsc with --network=sandbox", got)
+	}
+	ctx := context.Background()
+	got := strings.Join(r.shimmedCommand(ctx, "/run/crisp/netns/p1", "start", "p1").Args, " ")
+	want := "/bin/crispd runsc-netns-shim --netns=/run/crisp/netns/p1 --runtime=/usr/bin/runsc -- " +
+		"--root /run/x/runsc --network=sandbox --oci-seccomp start p1"
+	if got != want {
+		t.Errorf("shimmedCommand(start) =\n%s\nwant\n%s", got, want)
+	}
+	if got, want := strings.Join(r.shimmedCommand(ctx, "", "state", "p1").Args, " "), "/usr/bin/runsc --root /run/x/runsc --network=sandbox --oci-seccomp state p1"; got != want {
+		t.Errorf("shimmedCommand(no netns) = %s, want %s", got, want)
+	}
+	// The shim parses that back to runsc's own command line.
+	netns, rt, args, err := ParseNetNSShimArgs(r.shimmedCommand(ctx, "/run/crisp/netns/p1", "start", "p1").Args[2:])
+	if err != nil || netns != "/run/crisp/netns/p1" || rt != "/usr/bin/runsc" ||
+		strings.Join(args, " ") != "--root /run/x/runsc --network=sandbox --oci-seccomp start p1" {
+		t.Errorf("ParseNetNSShimArgs() = %q, %q, %q, %v", netns, rt, args, err)
+	}
+
+	host := New(Handler{Name: "runsc", Type: TypeRunsc, Path: "/usr/bin/runsc", Root: "/r", Network: NetworkHost,
+		NetNSShim: []string{"/bin/crispd", "runsc-netns-shim"}}, "/usr/bin/conmon", nil)
+	runc := New(Handler{Name: "runc", Type: TypeRunc, Path: "/usr/sbin/runc", Root: "/r", Network: NetworkSandbox}, "/usr/bin/conmon", nil)
+	for _, other := range []*Runtime{host, runc} {
+		if other.Netstack() {
+			t.Errorf("%s (network %q) Netstack() = true, want false", other.h.Type, other.h.Network)
+		}
+	}
+	if got, want := strings.Join(host.globalArgs(), " "), "--root /r --network=host"; got != want {
+		t.Errorf("host mode globalArgs() = %q, want %q", got, want)
+	}
+	if got, want := strings.Join(runc.globalArgs(), " "), "--root /r"; got != want {
+		t.Errorf("runc globalArgs() = %q, want %q (runc has no --network)", got, want)
+	}
+}
+
+// The shim is given the pod's network namespace from the sandbox's spec,
+// and only under netstack.
+func TestShimNetNS(t *testing.T) {
+	bundle := t.TempDir()
+	spec := testSpec("p1", []string{"true"})
+	for i, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace {
+			spec.Linux.Namespaces[i].Path = "/run/crisp/netns/p1"
+		}
+	}
+	writeSpecFile(t, bundle, spec)
+	noNet := t.TempDir() // a new network namespace, not a pod's pinned one
+	writeSpecFile(t, noNet, testSpec("p2", []string{"true"}))
+	shim := []string{"/bin/crispd", "runsc-netns-shim"}
+	tests := []struct {
+		name   string
+		h      Handler
+		bundle string
+		want   string
+	}{
+		{"netstack", Handler{Type: TypeRunsc, Network: NetworkSandbox, NetNSShim: shim}, bundle, "/run/crisp/netns/p1"},
+		{"host mode", Handler{Type: TypeRunsc, Network: NetworkHost, NetNSShim: shim}, bundle, ""},
+		{"no shim", Handler{Type: TypeRunsc, Network: NetworkSandbox}, bundle, ""},
+		{"no netns in spec", Handler{Type: TypeRunsc, Network: NetworkSandbox, NetNSShim: shim}, noNet, ""},
+		{"runc", Handler{Type: TypeRunc, NetNSShim: shim}, bundle, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := New(tt.h, "", nil).shimNetNS(tt.bundle); got != tt.want {
+				t.Errorf("shimNetNS() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseNetNSShimArgsRejects(t *testing.T) {
+	for _, argv := range [][]string{
+		nil,
+		{"--netns=/n", "--runtime=/r"},            // no --
+		{"--netns=/n", "--", "create"},            // no runtime
+		{"--runtime=/r", "--", "create"},          // no netns
+		{"--netns=/n", "--runtime=/r", "--"},      // nothing to run
+		{"--netns=/n", "--bogus", "--", "create"}, // unknown flag
+	} {
+		if _, _, _, err := ParseNetNSShimArgs(argv); err == nil {
+			t.Errorf("ParseNetNSShimArgs(%q) = nil error, want one", argv)
+		}
 	}
 }
 
@@ -132,5 +237,17 @@ func TestCreateSilentFailure(t *testing.T) {
 	_, err := r.Create(testCtx(t), c)
 	if err == nil || !strings.Contains(err.Error(), "without reporting a pid") {
 		t.Errorf("Create() = %v, want conmon exited without reporting a pid", err)
+	}
+}
+
+// writeSpecFile writes spec as dir/config.json.
+func writeSpecFile(t *testing.T, dir string, spec *specs.Spec) {
+	t.Helper()
+	b, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -39,7 +39,7 @@ func (r *Runtime) monitorProc(c CreateOpts) (monitorProc, error) {
 		return monitorProc{}, fmt.Errorf("bundle path %s too long for the monitor socket (%d > %d bytes)", c.Bundle, n, sockPathMax)
 	}
 	a := MonitorArgs{ID: c.ID, Bundle: c.Bundle, Runtime: r.h.Path, RuntimeRoot: r.h.Root,
-		RuntimeArgs: r.h.ExtraArgs, LogPath: c.LogPath, ExitDir: c.ExitDir, PersistDir: c.PersistDir}
+		RuntimeArgs: r.runtimeArgs(), LogPath: c.LogPath, ExitDir: c.ExitDir, PersistDir: c.PersistDir}
 	return monitorProc{
 		name:    "monitor",
 		path:    r.h.Monitor[0],

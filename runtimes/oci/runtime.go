@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -41,7 +42,15 @@ type Handler struct {
 	Path      string   // runtime binary
 	Root      string   // the runtime's own state root (--root); one per handler
 	Type      string   // TypeRunc or TypeRunsc; anything else is treated as runc
-	ExtraArgs []string // extra global args, e.g. runsc's --network=host, --oci-seccomp
+	ExtraArgs []string // extra global args, e.g. runsc's --oci-seccomp
+	// Network is runsc's --network, NetworkSandbox or NetworkHost, given
+	// on every runsc command line; "" gives none (runsc's own default).
+	Network string
+	// NetNSShim is the command line prefix that runs RunNetNSShim:
+	// crispd wires {"/path/to/crispd", "runsc-netns-shim"}. Under
+	// NetworkSandbox, `runsc start` of a pod's sandbox runs through it.
+	// Without it, runsc is run as is.
+	NetNSShim []string
 	// Monitor is the command line prefix that runs RunMonitor, crisp's
 	// own monitor for the sub-containers of a gVisor pod, which conmon
 	// cannot watch: crispd wires {"/path/to/crispd", "monitor"}, and Create
@@ -54,6 +63,17 @@ type Handler struct {
 const (
 	TypeRunc  = "runc"
 	TypeRunsc = "runsc"
+)
+
+// Network modes of a runsc handler (Handler.Network).
+const (
+	// NetworkSandbox: gVisor's own network stack (netstack) takes over the
+	// interfaces of the network namespace the OCI spec names; the host
+	// kernel no longer serves the pod's addresses.
+	NetworkSandbox = "sandbox"
+	// NetworkHost: gVisor hands the pod's sockets to the host kernel,
+	// inside the pod's network namespace.
+	NetworkHost = "host"
 )
 
 // State is a container as the runtime reports it.
@@ -82,6 +102,7 @@ func New(h Handler, conmonPath string, log *slog.Logger) *Runtime {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h.ExtraArgs = append([]string(nil), h.ExtraArgs...)
+	h.NetNSShim = append([]string(nil), h.NetNSShim...)
 	h.Monitor = append([]string(nil), h.Monitor...)
 	return &Runtime{h: h, conmon: conmonPath, log: log.With(slog.String(logkey.Runtime, h.Name))}
 }
@@ -90,22 +111,57 @@ func New(h Handler, conmonPath string, log *slog.Logger) *Runtime {
 func (r *Runtime) Handler() Handler {
 	h := r.h
 	h.ExtraArgs = append([]string(nil), r.h.ExtraArgs...)
+	h.NetNSShim = append([]string(nil), r.h.NetNSShim...)
 	h.Monitor = append([]string(nil), r.h.Monitor...)
 	return h
 }
 
 func (r *Runtime) isRunsc() bool { return r.h.Type == TypeRunsc }
 
+// Netstack reports whether the handler's pods are served by gVisor's own
+// network stack, which nothing on the host side of the pod's network
+// namespace can reach (port-forward must go through the sandbox).
+func (r *Runtime) Netstack() bool { return r.isRunsc() && r.h.Network == NetworkSandbox }
+
+// runtimeArgs are the global flags after --root: runsc's --network, then
+// ExtraArgs.
+func (r *Runtime) runtimeArgs() []string {
+	var args []string
+	if r.isRunsc() && r.h.Network != "" {
+		args = append(args, "--network="+r.h.Network)
+	}
+	return append(args, r.h.ExtraArgs...)
+}
+
 // globalArgs go before the subcommand on every runtime invocation.
 func (r *Runtime) globalArgs() []string {
-	return append([]string{"--root", r.h.Root}, r.h.ExtraArgs...)
+	return append([]string{"--root", r.h.Root}, r.runtimeArgs()...)
+}
+
+// GlobalArgs are the flags crisp puts before the subcommand on every
+// runtime command line, as one "--root=<root>" and the rest: for callers
+// that run the runtime themselves (the streaming server's exec).
+func (r *Runtime) GlobalArgs() []string {
+	return append([]string{"--root=" + r.h.Root}, r.runtimeArgs()...)
 }
 
 // command builds a runtime invocation. go-runc's own methods are not used
 // for these subcommands because v1.2.1 formats their failures with %s
 // (losing *runc.ExitError) and merges stderr into the JSON it parses.
 func (r *Runtime) command(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, r.h.Path, append(r.globalArgs(), args...)...)
+	return r.shimmedCommand(ctx, "", args...)
+}
+
+// shimmedCommand is command run through Handler.NetNSShim, which is given
+// the network namespace shimNetNS (see RunNetNSShim); with shimNetNS ""
+// it is command.
+func (r *Runtime) shimmedCommand(ctx context.Context, shimNetNS string, args ...string) *exec.Cmd {
+	path, argv := r.h.Path, append(r.globalArgs(), args...)
+	if shimNetNS != "" {
+		path = r.h.NetNSShim[0]
+		argv = append(append(slices.Clone(r.h.NetNSShim[1:]), netNSShimArgs(shimNetNS, r.h.Path)...), argv...)
+	}
+	cmd := exec.CommandContext(ctx, path, argv...)
 	// NOTIFY_SOCKET makes runc talk to systemd; it is never meant for us.
 	cmd.Env = envWithout(os.Environ(), "NOTIFY_SOCKET")
 	return cmd
@@ -114,8 +170,13 @@ func (r *Runtime) command(ctx context.Context, args ...string) *exec.Cmd {
 // run runs a short runtime command and returns its stdout. Failures are
 // translated; a cancelled ctx yields ctx's error.
 func (r *Runtime) run(ctx context.Context, stdin io.Reader, args ...string) ([]byte, error) {
+	return r.runCmd(ctx, r.command(ctx, args...), stdin, args)
+}
+
+// runCmd runs cmd, a runtime command with subcommand and arguments args,
+// as run does.
+func (r *Runtime) runCmd(ctx context.Context, cmd *exec.Cmd, stdin io.Reader, args []string) ([]byte, error) {
 	start := time.Now()
-	cmd := r.command(ctx, args...)
 	// Output goes to unlinked temp files, not pipes: runsc leaves children
 	// (gofer, sandbox) holding whatever the command inherited, and a pipe
 	// would then never reach EOF.
@@ -185,11 +246,15 @@ func envWithout(env []string, names ...string) []string {
 // Start starts a created container's process. It returns an error wrapping
 // ErrNotFound or ErrNotRunning (the container has stopped). A runsc
 // sub-container is started by its monitor, which owns the container's
-// stdio (see RunMonitor): Start asks it over <bundle>/monitor.sock.
+// stdio (see RunMonitor): Start asks it over <bundle>/monitor.sock. Under
+// NetworkSandbox, `runsc start` of a pod's sandbox, which hands the pod's
+// interfaces to gVisor's netstack, runs through the netns shim.
 func (r *Runtime) Start(ctx context.Context, id string) error {
+	shimNetNS := ""
 	if r.isRunsc() {
 		// If state fails, start will fail too, and say why as before.
-		if st, err := r.State(ctx, id); err == nil && isSubcontainer(st.Bundle) {
+		st, err := r.State(ctx, id)
+		if err == nil && isSubcontainer(st.Bundle) {
 			// Asking its monitor twice (kubelet's retry of a start that a
 			// crash of crispd cut off) would start it twice.
 			if st.Status != "created" {
@@ -200,8 +265,12 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 			}
 			return nil
 		}
+		if err == nil {
+			shimNetNS = r.shimNetNS(st.Bundle)
+		}
 	}
-	if _, err := r.run(ctx, nil, "start", id); err != nil {
+	args := []string{"start", id}
+	if _, err := r.runCmd(ctx, r.shimmedCommand(ctx, shimNetNS, args...), nil, args); err != nil {
 		return fmt.Errorf("start %s: %w", id, err)
 	}
 	return nil

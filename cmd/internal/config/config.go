@@ -93,10 +93,11 @@ type Handler struct {
 	Type                         string   `toml:"type" help:"runc or runsc: how crisp drives it."`
 	Root                         string   `toml:"root" help:"The runtime's own state root, one per handler."`
 	Class                        string   `toml:"class" help:"trusted or untrusted: which workloads it may run."`
-	ExtraArgs                    []string `toml:"extra_args" help:"Global flags passed to the runtime (runsc needs --network=host to use the pod's network namespace)."`
-	PrivilegedWithoutHostDevices bool     `toml:"privileged_without_host_devices" help:"Privileged containers of this handler do not get the host's devices (/dev is the default set)."`
 	PodAnnotations               []string `toml:"pod_annotations" help:"Pod annotations passed into the OCI specs of the pod's infra and containers, as patterns (a trailing * matches any suffix, e.g. io.kubernetes.cri.rdt-class or example.com/*). Others never reach the runtime, so a tenant cannot set runtime-interpreted keys such as dev.gvisor.*."`
 	ContainerAnnotations         []string `toml:"container_annotations" help:"Container annotations passed into the container's OCI spec, as patterns like pod_annotations."`
+	Network                      string   `toml:"network" help:"runsc only: whose network stack serves the pod, inside its network namespace. sandbox (the default): gVisor's own (netstack) takes over the pod's interfaces and addresses; the host kernel only moves its packets. host: the host kernel's, which gVisor passes the pod's sockets to; gVisor documents it as faster but less isolated from the host. Port-forward into a sandbox pod runs through a crispd helper exec'd inside it. A change applies to pods created afterwards: port-forward into a pod created under sandbox fails once the handler says host, until the pod is recreated."`
+	ExtraArgs                    []string `toml:"extra_args" help:"Global flags passed to the runtime, e.g. runsc's --oci-seccomp. runsc's --network is set by network, never here."`
+	PrivilegedWithoutHostDevices bool     `toml:"privileged_without_host_devices" help:"Privileged containers of this handler do not get the host's devices (/dev is the default set)."`
 }
 
 // Duration is a time.Duration written as "30s" in TOML.
@@ -204,6 +205,9 @@ func (c *Config) Resolve() error {
 				}
 			}
 		}
+		if err := resolveNetwork(name, &h); err != nil {
+			return err
+		}
 		c.Runtimes[name] = h
 	}
 	if err := c.checkTrust(); err != nil {
@@ -231,6 +235,50 @@ func (c *Config) Resolve() error {
 // sandboxing reports runtime types that isolate a workload from the host
 // kernel: what an untrusted handler must be.
 func sandboxing(typ string) bool { return typ == "runsc" }
+
+// Network modes of a runsc handler (runsc's --network).
+const (
+	NetworkSandbox = "sandbox" // gVisor's own netstack, in the pod's network namespace
+	NetworkHost    = "host"    // the host kernel's network stack, in the pod's network namespace
+)
+
+// resolveNetwork checks a handler's network key and defaults it to
+// sandbox for runsc. The key is the only place runsc's --network is set:
+// crisp itself acts on it (the sandbox's create, port-forward), so a flag
+// in extra_args would silently disagree with what crisp believes.
+func resolveNetwork(name string, h *Handler) error {
+	if h.Type != "runsc" {
+		if h.Network != "" {
+			return fmt.Errorf("config: runtimes.%s.network = %q: only a handler of type runsc has a network mode (this one is type %s)", name, h.Network, h.Type)
+		}
+		return nil
+	}
+	for i, a := range h.ExtraArgs {
+		if flagName(a) == "network" {
+			return fmt.Errorf("config: runtimes.%s.extra_args[%d] = %q: set runtimes.%s.network (sandbox or host) instead", name, i, a, name)
+		}
+	}
+	switch h.Network {
+	case "":
+		h.Network = NetworkSandbox
+	case NetworkSandbox, NetworkHost:
+	default:
+		return fmt.Errorf("config: runtimes.%s.network must be sandbox or host, not %q", name, h.Network)
+	}
+	return nil
+}
+
+// flagName is the name of a command-line flag as Go's flag package (and
+// so runsc) reads it: "--network=host" and "-network" are "network"; a
+// non-flag argument has none.
+func flagName(arg string) string {
+	if !strings.HasPrefix(arg, "-") {
+		return ""
+	}
+	name := strings.TrimPrefix(strings.TrimPrefix(arg, "-"), "-")
+	name, _, _ = strings.Cut(name, "=")
+	return name
+}
 
 // HandlerNames returns the configured handler names, sorted.
 func (c *Config) HandlerNames() []string {

@@ -78,6 +78,13 @@ func TestRejects(t *testing.T) {
 		{"unknown untrusted runtime", "[trust]\nuntrusted_runtime = \"kata\"\n", "untrusted_runtime"},
 		{"bad fallback", "[trust]\nuntrusted_fallback = \"maybe\"\n", "untrusted_fallback"},
 		{"bad type", "[runtimes.runc]\ntype = \"crun\"\n", "type must be runc or runsc"},
+		{"unknown network", "[runtimes.runsc]\nnetwork = \"none\"\n", "runtimes.runsc.network must be sandbox or host"},
+		{"network on runc", "[runtimes.runc]\nnetwork = \"host\"\n", "only a handler of type runsc has a network mode"},
+		{"network on a new runc handler", "[runtimes.fast]\npath = \"/bin/runc\"\ntype = \"runc\"\nclass = \"trusted\"\nnetwork = \"sandbox\"\n",
+			"runtimes.fast.network"},
+		{"--network in extra_args", "[runtimes.runsc]\nextra_args = [\"--oci-seccomp\", \"--network=host\"]\n",
+			`runtimes.runsc.extra_args[1] = "--network=host": set runtimes.runsc.network`},
+		{"-network in extra_args", "[runtimes.runsc]\nextra_args = [\"-network\", \"none\"]\n", "set runtimes.runsc.network"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,7 +104,7 @@ func TestRejects(t *testing.T) {
 // A file that sets one key of a handler keeps the handler's other defaults.
 func TestPartialHandlerOverride(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "c.toml")
-	os.WriteFile(p, []byte("[runtimes.runsc]\nextra_args = [\"--network=none\"]\n"), 0o644)
+	os.WriteFile(p, []byte("[runtimes.runsc]\nextra_args = [\"--debug\"]\n"), 0o644)
 	c, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
@@ -106,10 +113,60 @@ func TestPartialHandlerOverride(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := c.Runtimes["runsc"]
-	if h.Path != "/usr/bin/runsc" || h.Class != "untrusted" || h.Type != "runsc" || len(h.ExtraArgs) != 1 || h.ExtraArgs[0] != "--network=none" {
-		t.Errorf("runsc after partial override = %+v, want the defaults with extra_args [--network=none]", h)
+	if h.Path != "/usr/bin/runsc" || h.Class != "untrusted" || h.Type != "runsc" || h.Network != "sandbox" ||
+		len(h.ExtraArgs) != 1 || h.ExtraArgs[0] != "--debug" {
+		t.Errorf("runsc after partial override = %+v, want the defaults with extra_args [--debug]", h)
 	}
 	if c.Runtimes["runc"].Path != "/usr/sbin/runc" {
 		t.Errorf("runc lost its defaults: %+v", c.Runtimes["runc"])
+	}
+}
+
+// runsc's network mode: sandbox unless the file says host, for the
+// built-in handler and for one the file adds; runc has none.
+func TestHandlerNetwork(t *testing.T) {
+	tests := []struct {
+		name, body string
+		want       map[string]string // handler -> network
+	}{
+		{"defaults", "", map[string]string{"runc": "", "runsc": "sandbox"}},
+		{"host mode", "[runtimes.runsc]\nnetwork = \"host\"\n", map[string]string{"runc": "", "runsc": "host"}},
+		{"new runsc handler", "[runtimes.gvisor]\npath = \"/usr/local/bin/runsc\"\ntype = \"runsc\"\nclass = \"untrusted\"\n",
+			map[string]string{"runc": "", "runsc": "sandbox", "gvisor": "sandbox"}},
+		{"flags that only start alike stay", "[runtimes.runsc]\nextra_args = [\"--oci-seccomp\", \"--net-raw\"]\n",
+			map[string]string{"runc": "", "runsc": "sandbox"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "c.toml")
+			os.WriteFile(p, []byte(tt.body), 0o644)
+			c, err := Load(p)
+			if err == nil {
+				err = c.Resolve()
+			}
+			if err != nil {
+				t.Fatalf("Load+Resolve = %v", err)
+			}
+			got := map[string]string{}
+			for name, h := range c.Runtimes {
+				got[name] = h.Network
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("networks = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDefaultRunscArgs(t *testing.T) {
+	c, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Resolve(); err != nil {
+		t.Fatal(err)
+	}
+	if h := c.Runtimes["runsc"]; !reflect.DeepEqual(h.ExtraArgs, []string{"--oci-seccomp"}) || h.Network != NetworkSandbox {
+		t.Errorf("default runsc handler = %+v, want network sandbox and extra_args [--oci-seccomp]", h)
 	}
 }
