@@ -114,7 +114,7 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 		ID: row.ID, Name: row.Name, Config: cfg, Image: img.Config, ImageRef: row.ImageRef,
 		RootfsPath: rootfs.Mount, LogPath: row.LogPath, ClampOOMScoreAdj: s.clampOOM,
 		HostCapabilities: s.hostCaps, HostDevices: s.hostDevices, Passthrough: h.Annotations,
-		PrivilegedWithoutHostDevices: h.PrivilegedWithoutHostDevices,
+		PrivilegedWithoutHostDevices: h.PrivilegedWithoutHostDevices, CgroupNamespace: s.cgroupNS,
 		Sandbox: ocispec.Sandbox{
 			ID: sb.ID, Handler: sb.Handler, RuntimeType: rt.Handler().Type, InfraID: sb.InfraID, InfraPID: infraPID,
 			NetNSPath: sb.NetNSPath, IPCNSPath: p.IPCNS, UTSNSPath: p.UTSNS,

@@ -57,6 +57,7 @@ type Deps struct {
 	// ClampOOMScoreAdj: this node cannot lower oom_score_adj (no
 	// CAP_SYS_RESOURCE), so negative values are raised to 0.
 	ClampOOMScoreAdj bool
+	CgroupNamespace  bool                // the kernel has cgroup namespaces: unprivileged containers get one
 	HostCaps         []string            // capabilities crispd holds: what privileged grants
 	HostDevices      []specs.LinuxDevice // given to privileged containers
 	CrispdPath       string              // crispd's static binary: the infra process is `crispd pause`
@@ -84,6 +85,7 @@ type Server struct {
 	bundleDir   string
 	attachDir   string
 	clampOOM    bool
+	cgroupNS    bool
 	hostCaps    []string
 	hostDevices []specs.LinuxDevice
 	crispdPath  string
@@ -94,5 +96,5 @@ type Server struct {
 func NewServer(d Deps) *Server {
 	return &Server{store: d.Store, images: d.Images, net: d.Network, handlers: d.Handlers, trust: d.Trust,
 		podRoot: d.PodRoot, log: d.Log, runtimes: d.Runtimes, exitDir: d.ExitDir, bundleDir: d.BundleDir, attachDir: d.AttachDir,
-		clampOOM: d.ClampOOMScoreAdj, hostCaps: d.HostCaps, hostDevices: d.HostDevices, crispdPath: d.CrispdPath}
+		clampOOM: d.ClampOOMScoreAdj, cgroupNS: d.CgroupNamespace, hostCaps: d.HostCaps, hostDevices: d.HostDevices, crispdPath: d.CrispdPath}
 }

@@ -132,7 +132,7 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 	crisvc := cri.NewServer(cri.Deps{Store: store, Images: images, Network: netMgr, Handlers: handlers,
 		Trust: trustCfg, PodRoot: filepath.Join(cfg.RunDir, "pods"), Log: log,
 		Runtimes: runtimes, ExitDir: filepath.Join(cfg.RunDir, "exits"), BundleDir: filepath.Join(cfg.RunDir, "c"), AttachDir: filepath.Join(cfg.RunDir, "attach"),
-		ClampOOMScoreAdj: !hasCap(hostCaps, "CAP_SYS_RESOURCE"), HostCaps: hostCaps, HostDevices: hostDevices,
+		ClampOOMScoreAdj: !hasCap(hostCaps, "CAP_SYS_RESOURCE"), CgroupNamespace: ocispec.HasCgroupNamespace(), HostCaps: hostCaps, HostDevices: hostDevices,
 		CrispdPath: crispdPath})
 	streams, err := stream.New(stream.Config{Addr: cfg.StreamAddress}, crisvc.StreamTargets(), log.With(slog.String("service", "stream")))
 	if err != nil {

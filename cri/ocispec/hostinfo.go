@@ -118,3 +118,9 @@ func capsOfMask(mask uint64) []string {
 	}
 	return out
 }
+
+// HasCgroupNamespace reports whether the kernel has cgroup namespaces.
+func HasCgroupNamespace() bool {
+	_, err := os.Stat("/proc/self/ns/cgroup")
+	return err == nil
+}

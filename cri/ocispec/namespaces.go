@@ -88,6 +88,12 @@ func containerNamespaces(in *ContainerInput) (ns []specs.LinuxNamespace, hostUTS
 		ns = append(ns, joinOrNew(specs.UTSNamespace, "uts", sb.UTSNSPath, sb.InfraPID))
 	}
 	ns = append(ns, specs.LinuxNamespace{Type: specs.MountNamespace})
+	// A private cgroup namespace shows the container its own cgroup as the
+	// root and hides the node's tree; privileged containers keep the
+	// host's, as in containerd and Docker.
+	if in.CgroupNamespace && !in.Config.GetLinux().GetSecurityContext().GetPrivileged() {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+	}
 	return ns, hostNet, nil
 }
 

@@ -34,6 +34,21 @@ func TestContainerNamespaces(t *testing.T) {
 			wantHostname: "web",
 		},
 		{
+			name: "private cgroup namespace where the kernel has them", pod: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
+			edit:         func(in *ContainerInput) { in.CgroupNamespace = true },
+			want:         []specs.LinuxNamespace{ns(specs.PIDNamespace, ""), ns(specs.NetworkNamespace, netns), ns(specs.IPCNamespace, ipcns), ns(specs.UTSNamespace, utsns), mnt, ns(specs.CgroupNamespace, "")},
+			wantHostname: "web",
+		},
+		{
+			name: "privileged keeps the host's cgroup namespace", pod: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
+			edit: func(in *ContainerInput) {
+				in.CgroupNamespace, in.Sandbox.Privileged = true, true
+				in.Config.Linux.SecurityContext.Privileged = true
+			},
+			want:         []specs.LinuxNamespace{ns(specs.PIDNamespace, ""), ns(specs.NetworkNamespace, netns), ns(specs.IPCNamespace, ipcns), ns(specs.UTSNamespace, utsns), mnt},
+			wantHostname: "web",
+		},
+		{
 			name: "container without options follows the pod", pod: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
 			want:         []specs.LinuxNamespace{ns(specs.PIDNamespace, ""), ns(specs.NetworkNamespace, netns), ns(specs.IPCNamespace, ipcns), ns(specs.UTSNamespace, utsns), mnt},
 			wantHostname: "web",

@@ -95,6 +95,10 @@ type ContainerInput struct {
 	// HostDevices are given to privileged containers (see HostDevices).
 	HostDevices []specs.LinuxDevice
 
+	// CgroupNamespace gives unprivileged containers a private cgroup
+	// namespace; set it where the kernel has them (HasCgroupNamespace).
+	CgroupNamespace bool
+
 	// PrivilegedWithoutHostDevices gives privileged containers the default
 	// devices and device rules instead of the host's (a handler option).
 	PrivilegedWithoutHostDevices bool

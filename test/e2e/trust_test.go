@@ -64,12 +64,47 @@ func TestTrustMatrix(t *testing.T) {
 		if h != "runsc" || why != "annotation" || !listed(t, "runsc", runscRoot, id) {
 			t.Errorf("annotated pod: %s (%s), runsc lists it: %v; want runsc (annotation)", h, why, listed(t, "runsc", runscRoot, id))
 		}
-		priv := podConfig("privileged")
-		priv.Annotations = untrusted
-		priv.Linux.SecurityContext.Privileged = true
-		if _, h, why := trustOf(t, d, priv); h != "runc" || why != "privileged" {
-			t.Errorf("privileged annotated pod: %s (%s), want runc (privileged)", h, why)
+		// An untrusted pod that asks for host access never leaves the
+		// sandbox silently: it is refused, and nothing is recorded.
+		before := sqlCount(t, d, "SELECT count(*) FROM sandboxes")
+		for _, edit := range []struct {
+			what string
+			set  func(*runtimeapi.PodSandboxConfig)
+		}{
+			{"privileged", func(c *runtimeapi.PodSandboxConfig) { c.Linux.SecurityContext.Privileged = true }},
+			{"host network", func(c *runtimeapi.PodSandboxConfig) {
+				c.Linux.SecurityContext.NamespaceOptions.Network = runtimeapi.NamespaceMode_NODE
+			}},
+			{"host PID", func(c *runtimeapi.PodSandboxConfig) {
+				c.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_NODE
+			}},
+			{"host IPC", func(c *runtimeapi.PodSandboxConfig) {
+				c.Linux.SecurityContext.NamespaceOptions.Ipc = runtimeapi.NamespaceMode_NODE
+			}},
+		} {
+			pc := podConfig("hostaccess")
+			pc.Annotations = untrusted
+			edit.set(pc)
+			_, err := d.Runtime().RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: pc})
+			if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), edit.what) {
+				t.Errorf("untrusted + %s = %v, want FailedPrecondition naming %q", edit.what, err, edit.what)
+			}
 		}
+		if n := sqlCount(t, d, "SELECT count(*) FROM sandboxes"); n != before {
+			t.Errorf("%d sandbox rows after the refusals, want %d", n, before)
+		}
+		if n := sqlCount(t, d, "SELECT count(*) FROM names WHERE name LIKE '%hostaccess%'"); n != 0 {
+			t.Errorf("%d names reserved for refused pods", n)
+		}
+		trusted := podConfig("privileged-trusted")
+		trusted.Linux.SecurityContext.Privileged = true
+		if _, h, why := trustOf(t, d, trusted); h != "runc" || why != "privileged" {
+			t.Errorf("privileged pod: %s (%s), want runc (privileged)", h, why)
+		}
+	})
+
+	t.Run("untrusted host access allowed on trusted", func(t *testing.T) {
+		d := harness.Start(t, harness.WithTOML("[trust]\nuntrusted_host_access = \"trusted\""))
 		hostNet := podConfig("hostnet")
 		hostNet.Annotations = untrusted
 		hostNet.Linux.SecurityContext.NamespaceOptions.Network = runtimeapi.NamespaceMode_NODE
@@ -83,6 +118,32 @@ func TestTrustMatrix(t *testing.T) {
 		id, h, why := trustOf(t, d, podConfig("plain"))
 		if h != "runsc" || why != "default-untrusted" || !listed(t, "runsc", filepath.Join(d.RunDir, "runsc"), id) {
 			t.Errorf("unannotated pod: %s (%s), want runsc (default-untrusted) listed by runsc", h, why)
+		}
+		// A RuntimeClass cannot take a pod out of the sandbox here.
+		_, err := d.Runtime().RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: podConfig("rc"), RuntimeHandler: "runc"})
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "allow_trusted_runtime_class") {
+			t.Errorf("RuntimeClass runc under default untrusted = %v, want FailedPrecondition naming allow_trusted_runtime_class", err)
+		}
+		hostPID := podConfig("hostpid")
+		hostPID.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_NODE
+		_, err = d.Runtime().RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: hostPID})
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "host PID") {
+			t.Errorf("host-PID pod under default untrusted = %v, want FailedPrecondition", err)
+		}
+	})
+
+	t.Run("default untrusted with trusted runtime class allowed", func(t *testing.T) {
+		d := harness.Start(t, harness.WithTOML("[trust]\ndefault_workload_trust = \"untrusted\"\nallow_trusted_runtime_class = true"))
+		pc := podConfig("rc")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		r, err := d.Runtime().RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pc, RuntimeHandler: "runc"})
+		if err != nil {
+			t.Fatalf("RuntimeClass runc with allow_trusted_runtime_class = %v", err)
+		}
+		st, err := d.Runtime().PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: r.PodSandboxId})
+		if err != nil || st.Status.RuntimeHandler != "runc" {
+			t.Errorf("status = %v, %v; want handler runc", st, err)
 		}
 	})
 
