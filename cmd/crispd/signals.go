@@ -15,7 +15,8 @@ import (
 
 // reloadOnHUP reloads the configuration on SIGHUP and applies what can
 // change while crispd runs: the log level. Other changed keys are named in
-// the log as needing a restart. A config that does not load is logged and
+// the log as needing a restart (at warn, so that a quieter new level
+// still shows it). A config that does not load is logged and
 // ignored: a typo must not take a running node down, and SIGHUP never ends
 // crispd (its default action would). The returned stop ends the watch.
 func reloadOnHUP(cur config.Config, reload func() (config.Config, error), level *slog.LevelVar, log *slog.Logger) (stop func()) {
@@ -39,7 +40,7 @@ func reloadOnHUP(cur config.Config, reload func() (config.Config, error), level 
 				continue
 			}
 			restart := changedKeys(cur, next)
-			log.Info("SIGHUP: configuration reloaded", slog.String("log_level", next.LogLevel), slog.Any("need_restart", restart))
+			log.Warn("SIGHUP: configuration reloaded", slog.String("log_level", next.LogLevel), slog.Any("need_restart", restart))
 			cur.LogLevel = next.LogLevel
 		}
 	}()

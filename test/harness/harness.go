@@ -255,6 +255,13 @@ func (d *Daemon) Crictl(args ...string) (stdout, stderr string, err error) {
 	return out.String(), errb.String(), err
 }
 
+// PID is the running crispd's process id.
+func (d *Daemon) PID() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cmd.Process.Pid
+}
+
 // Stop sends SIGTERM and waits for crispd to exit; it is a no-op once
 // stopped.
 func (d *Daemon) Stop() error { return d.signal(syscall.SIGTERM) }
