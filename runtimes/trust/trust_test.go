@@ -2,6 +2,7 @@ package trust
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -75,5 +76,21 @@ func TestDecide(t *testing.T) {
 				t.Errorf("Decide() = %+v, %v; want %+v, %v", got, err, tt.want, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestRefusalsNameTheReason: a refused pod's error says why, in the
+// operator's terms, and which setting would change it.
+func TestRefusalsNameTheReason(t *testing.T) {
+	cfg := Config{Handlers: map[string]Class{"runc": Trusted, "runsc": Untrusted}, TrustedHandler: "runc", UntrustedHandler: "runsc", DefaultTrust: Untrusted}
+	_, err := Decide(Pod{HostNetwork: true, HostPID: true}, "", cfg)
+	for _, want := range []string{"default-untrusted", "host network, host PID", "untrusted_host_access"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Decide(host network+PID, default untrusted) = %v, want it to name %q", err, want)
+		}
+	}
+	_, err = Decide(Pod{}, "runc", cfg)
+	if err == nil || !strings.Contains(err.Error(), "allow_trusted_runtime_class") {
+		t.Errorf("Decide(RuntimeClass runc, default untrusted) = %v, want it to name allow_trusted_runtime_class", err)
 	}
 }

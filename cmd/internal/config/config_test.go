@@ -85,6 +85,11 @@ func TestRejects(t *testing.T) {
 		{"--network in extra_args", "[runtimes.runsc]\nextra_args = [\"--oci-seccomp\", \"--network=host\"]\n",
 			`runtimes.runsc.extra_args[1] = "--network=host": set runtimes.runsc.network`},
 		{"-network in extra_args", "[runtimes.runsc]\nextra_args = [\"-network\", \"none\"]\n", "set runtimes.runsc.network"},
+		{"untrusted handler that does not sandbox", "[runtimes.runc]\nclass = \"untrusted\"\n", "runtimes.runc.class is untrusted but its type runc does not sandbox"},
+		{"bad host access", "[trust]\nuntrusted_host_access = \"sometimes\"\n", "untrusted_host_access"},
+		{"annotation pattern with an inner *", "[runtimes.runsc]\npod_annotations = [\"a*b\"]\n", `annotation pattern "a*b"`},
+		{"empty annotation pattern", "[runtimes.runc]\ncontainer_annotations = [\"\"]\n", "annotation pattern"},
+		{"no request slots", "max_concurrent_requests = 0\n", "max_concurrent_requests"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
