@@ -62,7 +62,7 @@ func TestDaemonServesCRIAndAdmin(t *testing.T) {
 	}
 
 	// What is not built yet says so rather than pretending.
-	_, err = d.Runtime().PodSandboxStats(ctx, &runtimeapi.PodSandboxStatsRequest{})
+	_, err = d.Runtime().PodSandboxStats(ctx, &runtimeapi.PodSandboxStatsRequest{PodSandboxId: "0123456789ab"})
 	if status.Code(err) != codes.Unimplemented {
 		t.Errorf("PodSandboxStats() = %v, want Unimplemented", err)
 	}
