@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -145,8 +146,8 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 	}
 	failpoint.Hit("container.create.after-bundle")
 	if row.LogPath != "" {
-		if err := os.MkdirAll(filepath.Dir(row.LogPath), 0o755); err != nil {
-			return fmt.Errorf("create log dir: %w", err)
+		if err := prepareLog(sb.LogDir, cfg.LogPath); err != nil {
+			return err
 		}
 	}
 	t.done("spec")
@@ -170,6 +171,35 @@ func (s *Server) createOpts(row db.Container, cfg *runtimeapi.ContainerConfig) o
 		ID: row.ID, Bundle: bundle, LogPath: logPath, ExitDir: s.exitDir, PersistDir: bundle,
 		SocketDir: s.attachDir, Terminal: cfg.Tty, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce,
 	}
+}
+
+// prepareLog makes the directories of a container's log, log_path beneath
+// the pod's log directory, through os.Root: no symlink met on the way can
+// lead out of the log directory, and the log file itself must not be a
+// symlink or anything but a regular file, since conmon (root) opens it by
+// name and appends to it.
+func prepareLog(logDir, logPath string) error {
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return fmt.Errorf("create log directory %s: %w", logDir, err)
+	}
+	root, err := os.OpenRoot(logDir)
+	if err != nil {
+		return fmt.Errorf("open log directory %s: %w", logDir, err)
+	}
+	defer root.Close()
+	if err := root.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return fmt.Errorf("log_path %q: %v: %w", logPath, err, ErrInvalid)
+	}
+	fi, err := root.Lstat(logPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("log_path %q: %v: %w", logPath, err, ErrInvalid)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("log_path %q exists and is not a regular file (%s): %w", logPath, fi.Mode().Type(), ErrInvalid)
+	}
+	return nil
 }
 
 // containerLogPath is the container's log file: log_path under the pod's
