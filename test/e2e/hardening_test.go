@@ -182,3 +182,24 @@ func hasNamespace(s specs.Spec, typ specs.LinuxNamespaceType) bool {
 	}
 	return false
 }
+
+// TestExecSyncOutputIsCapped: stdout and stderr together are capped just
+// under the 16 MiB message limit; the rest is dropped and the exit code is
+// kept.
+func TestExecSyncOutputIsCapped(t *testing.T) {
+	harness.RequireRoot(t)
+	d := harness.Start(t)
+	image := withBusybox(t, d)
+	_, id := runPodWithContainer(t, d, image, podConfig("exec-cap"), "runc")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := d.Runtime().ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: id, Timeout: 30,
+		Cmd: []string{"sh", "-c", "busybox head -c 12582912 /dev/zero; busybox head -c 12582912 /dev/zero >&2; exit 3"}})
+	if err != nil {
+		t.Fatalf("ExecSync(24 MiB of output) = %v", err)
+	}
+	const maxOutput = 16<<20 - 4<<10 // oci.MaxExecOutput
+	if got := len(r.Stdout) + len(r.Stderr); got != maxOutput || r.ExitCode != 3 {
+		t.Errorf("ExecSync kept %d+%d bytes, exit %d; want %d in all and exit 3", len(r.Stdout), len(r.Stderr), r.ExitCode, maxOutput)
+	}
+}
