@@ -55,7 +55,7 @@ func codeOf(err error) codes.Code {
 		return codes.FailedPrecondition
 	case errors.Is(err, ErrOverloaded):
 		return codes.ResourceExhausted
-	case errors.Is(err, ErrUnimplemented):
+	case errors.Is(err, ErrUnimplemented), errors.Is(err, ocispec.ErrUnsupported):
 		return codes.Unimplemented
 	case errors.Is(err, context.DeadlineExceeded):
 		return codes.DeadlineExceeded

@@ -54,7 +54,7 @@ func criMounts(cfg *runtimeapi.ContainerConfig, privileged bool) ([]specs.Mount,
 		field := fmt.Sprintf("mounts[%d]", i)
 		if m.GetImage() != nil {
 			// TODO(issue #11): image volumes (KEP-4639).
-			return nil, "", fmt.Errorf("%s.image: image volumes are not supported yet: %w", field, ErrInvalid)
+			return nil, "", fmt.Errorf("%s.image: image volumes are not supported yet: %w", field, ErrUnsupported)
 		}
 		if strings.ContainsRune(m.ContainerPath+m.HostPath, 0) {
 			return nil, "", fmt.Errorf("%s: a path has a NUL byte: %w", field, ErrInvalid)

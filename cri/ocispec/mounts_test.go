@@ -1,6 +1,7 @@
 package ocispec
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -236,5 +237,16 @@ func TestMountOrder(t *testing.T) {
 	}
 	if want := []string{"/a", "/a/b", "/a/b/c"}; !slices.Equal(got, want) {
 		t.Errorf("mount order = %v, want %v", got, want)
+	}
+}
+
+// An image volume is a feature crisp lacks, not a bad request: it must map
+// to Unimplemented, which CRI clients read as "not this runtime".
+func TestImageVolumeIsUnsupported(t *testing.T) {
+	_, err := buildSpec(t, func(in *ContainerInput) {
+		in.Config.Mounts = []*runtimeapi.Mount{{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: "busybox"}}}
+	})
+	if !errors.Is(err, ErrUnsupported) || errors.Is(err, ErrInvalid) {
+		t.Fatalf("err = %v, want ErrUnsupported and not ErrInvalid", err)
 	}
 }

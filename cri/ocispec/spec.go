@@ -31,6 +31,11 @@ import (
 // InvalidArgument.
 var ErrInvalid = errors.New("invalid config")
 
+// ErrUnsupported marks a valid request for a feature crisp does not have
+// yet (image volumes). It maps to Unimplemented, the code CRI clients such
+// as critest read as "this runtime does not do that".
+var ErrUnsupported = errors.New("not supported by crisp yet")
+
 // Runtime types a Sandbox may name.
 const (
 	RuntimeRunc  = "runc"

@@ -155,8 +155,8 @@ func wantInvalid(t *testing.T, err error, want ...string) {
 	if err == nil {
 		t.Fatalf("accepted; want an error naming %q", want)
 	}
-	if !errors.Is(err, ErrInvalid) && !errors.Is(err, ocispec.ErrInvalid) {
-		t.Errorf("error %q wraps neither ErrInvalid nor ocispec.ErrInvalid", err)
+	if !errors.Is(err, ErrInvalid) && !errors.Is(err, ocispec.ErrInvalid) && !errors.Is(err, ocispec.ErrUnsupported) {
+		t.Errorf("error %q wraps none of ErrInvalid, ocispec.ErrInvalid, ocispec.ErrUnsupported", err)
 	}
 	for _, w := range want {
 		if !strings.Contains(err.Error(), w) {

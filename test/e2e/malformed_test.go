@@ -126,7 +126,7 @@ func TestMalformedRequestsLeaveNothing(t *testing.T) {
 		}, codes.InvalidArgument, "namespace_options.pid"},
 		{"image volume", func(c *runtimeapi.ContainerConfig) {
 			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: image}}}
-		}, codes.InvalidArgument, "mounts[0].image"},
+		}, codes.Unimplemented, "mounts[0].image"},
 		{"NUL in an env value", func(c *runtimeapi.ContainerConfig) {
 			c.Envs = []*runtimeapi.KeyValue{{Key: "A", Value: []byte("x\x00y")}}
 		}, codes.InvalidArgument, "envs[0]"},
