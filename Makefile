@@ -73,9 +73,10 @@ fuzz:
 		CGO_ENABLED=1 $(GO) test -tags $(TAGS) -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./cri/validate/ || exit 1; \
 	done
 
-## lint: go vet and a gofmt check
+## lint: go vet, a gofmt check and a tidy go.mod
 lint:
 	CGO_ENABLED=0 $(GO) vet -tags $(TAGS) ./...
+	@$(GO) mod tidy -diff || (echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 ## generate: regenerate the admin service's Go code from cri/adminpb/admin.proto

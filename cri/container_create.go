@@ -2,7 +2,6 @@ package cri
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -23,7 +22,7 @@ import (
 )
 
 // CreateContainer creates a container in a ready pod: the row first (state
-// created), then its rootfs, its OCI spec and the runtime container under
+// creating), then its rootfs, its OCI spec and the runtime container under
 // conmon, then state created. A failure undoes the steps done, in reverse.
 func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {
 	cfg := req.GetConfig()
@@ -127,22 +126,16 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 	if err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(spec, "", "  ")
-	if err != nil {
-		return err
-	}
 	// The bundle lives under the run dir, where paths are short enough for
 	// conmon's attach socket; a copy of the spec stays with the storage
 	// record, from which a lost database is rebuilt.
-	bundle := filepath.Join(s.bundleDir, row.ID)
-	if err := os.MkdirAll(bundle, 0o700); err != nil {
+	files := s.files.Container(row.ID)
+	if err := os.MkdirAll(files.Bundle, 0o700); err != nil {
 		return fmt.Errorf("create bundle dir: %w", err)
 	}
-	undo.push(func(context.Context) error { return os.RemoveAll(bundle) })
-	for _, dir := range []string{bundle, rootfs.Dir} {
-		if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600); err != nil {
-			return fmt.Errorf("write OCI spec: %w", err)
-		}
+	undo.push(func(context.Context) error { return oci.RemoveLeftovers(files) })
+	if err := files.WriteSpec(spec, rootfs.Dir); err != nil {
+		return err
 	}
 	failpoint.Hit("container.create.after-bundle")
 	if row.LogPath != "" {
@@ -162,14 +155,12 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 
 // createOpts says how the runtime creates a container under its monitor.
 func (s *Server) createOpts(row db.Container, cfg *runtimeapi.ContainerConfig) oci.CreateOpts {
-	bundle := filepath.Join(s.bundleDir, row.ID)
 	logPath := row.LogPath
 	if logPath == "" {
-		logPath = filepath.Join(bundle, "console.log") // conmon needs one; kubelet did not ask for it
+		logPath = s.files.Container(row.ID).ConsoleLog() // conmon needs one; kubelet did not ask for it
 	}
 	return oci.CreateOpts{
-		ID: row.ID, Bundle: bundle, LogPath: logPath, ExitDir: s.exitDir, PersistDir: bundle,
-		SocketDir: s.attachDir, Terminal: cfg.Tty, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce,
+		ID: row.ID, LogPath: logPath, Terminal: cfg.Tty, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce,
 	}
 }
 
@@ -220,8 +211,9 @@ func containerLogPath(logDir, logPath string) (string, error) {
 
 // runtimeFor is the runtime of a handler recorded on a sandbox.
 func (s *Server) runtimeFor(handler string) (*oci.Runtime, error) {
-	rt, ok := s.runtimes[handler]
-	if !ok {
+	h, ok := s.handlers[handler]
+	rt := h.Runtime
+	if !ok || rt == nil {
 		return nil, fmt.Errorf("runtime handler %q is not configured any more: %w", handler, ErrPrecondition)
 	}
 	return rt, nil

@@ -2,12 +2,10 @@ package cri
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -17,9 +15,9 @@ import (
 	"github.com/crisp-cri/crisp/cri/failpoint"
 	"github.com/crisp-cri/crisp/cri/ocispec"
 	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/runtimes/host"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 	"github.com/crisp-cri/crisp/runtimes/oci"
-	"github.com/crisp-cri/crisp/runtimes/proc"
 )
 
 // StartContainer starts a created container and records its pid with the
@@ -54,7 +52,7 @@ func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContai
 		return nil, fmt.Errorf("start container %s: %w", c.ID, err)
 	}
 	t.done("pid")
-	if err := s.store.MarkContainerStarted(ctx, c.ID, db.Started{PID: pid, PIDStart: proc.Start(pid), At: time.Now().UnixNano()}); err != nil {
+	if err := s.store.MarkContainerStarted(ctx, c.ID, db.Started{PID: pid, PIDStart: host.ProcStart(pid), At: time.Now().UnixNano()}); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", c.ID, err)
 	}
 	// A container that exited at once may have beaten the row to running.
@@ -67,7 +65,7 @@ func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContai
 // initPID is a started container's init pid: from the pid file its monitor
 // wrote at create, which saves running the runtime, else from the runtime.
 func (s *Server) initPID(ctx context.Context, rt *oci.Runtime, id string) (int, error) {
-	if pid, err := oci.InitPID(filepath.Join(s.bundleDir, id)); err == nil {
+	if pid, err := oci.InitPID(s.files.Container(id)); err == nil {
 		return pid, nil
 	}
 	st, err := rt.State(ctx, id)
@@ -137,9 +135,8 @@ func (s *Server) stopContainer(ctx context.Context, c db.Container, rt *oci.Runt
 // and nothing would then record the container's exit. Such a container
 // never ran, so it is created again, under a new monitor.
 func (s *Server) ensureMonitor(ctx context.Context, c db.Container, rt *oci.Runtime) error {
-	bundle := filepath.Join(s.bundleDir, c.ID)
 	// Under runsc a sub-container cannot be created again in its sandbox.
-	if rt.Handler().Type != oci.TypeRunc || oci.MonitorAlive(bundle, c.ID) {
+	if rt.Handler().Type != oci.TypeRunc || oci.MonitorAlive(s.files.Container(c.ID)) {
 		return nil
 	}
 	if st, err := rt.State(ctx, c.ID); err != nil || st.Status != "created" {
@@ -172,10 +169,10 @@ func (s *Server) stopCreated(ctx context.Context, c db.Container, rt *oci.Runtim
 	if s.waitExit(ctx, c.ID, 2*time.Second) {
 		return nil
 	}
-	if err := oci.KillMonitor(filepath.Join(s.bundleDir, c.ID), c.ID); err != nil {
+	if err := oci.KillMonitor(s.files.Container(c.ID)); err != nil {
 		return err
 	}
-	exit := db.Exit{Code: 137, Reason: "Error", Message: "stopped before it was started", At: time.Now().UnixNano()}
+	exit := db.Exit{Code: 137, Reason: db.ExitError, Message: "stopped before it was started", At: time.Now().UnixNano()}
 	if err := s.store.MarkContainerExited(ctx, c.ID, exit); err != nil && !errors.Is(err, db.ErrWrongState) {
 		return err
 	}
@@ -218,19 +215,14 @@ func (s *Server) recordExit(ctx context.Context, id string) bool {
 	if c.State == db.ContainerExited {
 		return true
 	}
-	code, oom, ok, err := oci.ReadExit(s.exitDir, filepath.Join(s.bundleDir, id), id)
+	files := s.files.Container(id)
+	code, oom, ok, err := oci.ReadExit(files)
 	if err != nil || !ok {
 		return false
 	}
-	reason := "Completed"
-	switch {
-	case oom:
-		reason = "OOMKilled"
-	case code != 0:
-		reason = "Error"
-	}
+	reason := db.ExitReason(code, oom)
 	at := time.Now()
-	if fi, err := os.Stat(filepath.Join(s.exitDir, id)); err == nil {
+	if fi, err := os.Stat(files.ExitFile); err == nil {
 		at = fi.ModTime()
 	}
 	err = s.store.MarkContainerExited(ctx, id, db.Exit{Code: code, Reason: reason, At: at.UnixNano()})
@@ -245,7 +237,7 @@ func (s *Server) recordExit(ctx context.Context, id string) bool {
 // WatchExits records container exits as conmon reports them, until ctx
 // ends: ContainerStatus shows an exit about as soon as it happens.
 func (s *Server) WatchExits(ctx context.Context) error {
-	ids, err := oci.WatchExits(ctx, s.exitDir)
+	ids, err := oci.WatchExits(ctx, s.files.Exits())
 	if err != nil {
 		return err
 	}
@@ -326,10 +318,7 @@ func (s *Server) removeContainer(ctx context.Context, c db.Container, rt *oci.Ru
 		return err
 	}
 	t.done("runtime-and-storage")
-	if err := os.Remove(filepath.Join(s.exitDir, c.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	if err := os.RemoveAll(filepath.Join(s.bundleDir, c.ID)); err != nil {
+	if err := oci.RemoveLeftovers(s.files.Container(c.ID)); err != nil {
 		return err
 	}
 	failpoint.Hit("container.remove.before-row")
@@ -368,13 +357,12 @@ func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) 
 // containerProcess reads the process of a container's OCI spec: exec'd
 // commands run with its user, environment and working directory.
 func (s *Server) containerProcess(id string) (specs.Process, error) {
-	b, err := os.ReadFile(filepath.Join(s.bundleDir, id, "config.json"))
+	spec, err := s.files.Container(id).ReadSpec()
 	if err != nil {
-		return specs.Process{}, fmt.Errorf("read OCI spec of container %s: %w", id, err)
+		return specs.Process{}, fmt.Errorf("container %s: %w", id, err)
 	}
-	var spec specs.Spec
-	if err := json.Unmarshal(b, &spec); err != nil || spec.Process == nil {
-		return specs.Process{}, fmt.Errorf("decode OCI spec of container %s: %v", id, err)
+	if spec.Process == nil {
+		return specs.Process{}, fmt.Errorf("OCI spec of container %s has no process", id)
 	}
 	return *spec.Process, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -92,7 +91,7 @@ func (s *Server) ReopenContainerLog(ctx context.Context, req *runtimeapi.ReopenC
 	if c.State != db.ContainerRunning {
 		return nil, fmt.Errorf("reopen log of container %s: it is %s, not running: %w", c.ID, c.State, ErrPrecondition)
 	}
-	if err := oci.ReopenLog(ctx, filepath.Join(s.bundleDir, c.ID), c.LogPath); err != nil {
+	if err := oci.ReopenLog(ctx, s.files.Container(c.ID), c.LogPath); err != nil {
 		return nil, fmt.Errorf("reopen log of container %s: %w", c.ID, err)
 	}
 	return &runtimeapi.ReopenContainerLogResponse{}, nil

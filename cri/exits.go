@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/crisp-cri/crisp/runtimes/proc"
+	"github.com/crisp-cri/crisp/runtimes/host"
 )
 
 // exitNotifier wakes the callers that wait for a container's exit (Stop)
@@ -70,7 +70,7 @@ func signalInit(pid int, started uint64, sig syscall.Signal) (gone, ok bool) {
 		return false, false
 	}
 	defer unix.Close(fd)
-	if proc.Start(pid) != started {
+	if host.ProcStart(pid) != started {
 		return true, true // the pid now belongs to another process
 	}
 	err = unix.PidfdSendSignal(fd, sig, nil, 0)

@@ -3,7 +3,9 @@ package cri
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"os"
+	"slices"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -32,25 +34,32 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		netCond.Status, netCond.Reason, netCond.Message = false, "NetworkPluginNotReady", err.Error()
 	}
 	rtCond := &runtimeapi.RuntimeCondition{Type: runtimeapi.RuntimeReady, Status: true}
-	if rt, ok := s.runtimes[s.trust.TrustedHandler]; !ok {
+	if h, ok := s.handlers[s.trust.TrustedHandler]; !ok {
 		rtCond.Status, rtCond.Reason, rtCond.Message = false, "NoRuntime", "the default runtime handler is not configured"
-	} else if _, err := os.Stat(rt.Handler().Path); err != nil {
+	} else if _, err := os.Stat(h.Runtime.Handler().Path); err != nil {
 		rtCond.Status, rtCond.Reason, rtCond.Message = false, "RuntimeMissing", err.Error()
 	}
 	resp := &runtimeapi.StatusResponse{
 		Status:   &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{rtCond, netCond}},
 		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: false},
 	}
-	for _, h := range s.handlers {
+	type handlerInfo struct {
+		Name, Type, Class, Path, Root string
+	}
+	var infos []handlerInfo
+	for _, name := range slices.Sorted(maps.Keys(s.handlers)) {
+		h := s.handlers[name]
+		oh := h.Runtime.Handler()
+		infos = append(infos, handlerInfo{Name: name, Type: oh.Type, Class: h.Class, Path: oh.Path, Root: oh.Root})
 		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{
-			Name:     h.Name,
+			Name:     name,
 			Features: &runtimeapi.RuntimeHandlerFeatures{},
 		})
 	}
 	if req.GetVerbose() {
 		b, err := json.Marshal(struct {
-			Handlers []Handler `json:"handlers"`
-		}{s.handlers})
+			Handlers []handlerInfo `json:"handlers"`
+		}{infos})
 		if err != nil {
 			return nil, err
 		}

@@ -2,13 +2,11 @@ package cri
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 	"github.com/crisp-cri/crisp/cri/failpoint"
 	"github.com/crisp-cri/crisp/cri/ocispec"
 	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/runtimes/host"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 	"github.com/crisp-cri/crisp/runtimes/oci"
 	"github.com/crisp-cri/crisp/runtimes/pod"
@@ -40,11 +39,11 @@ func (s *Server) startInfraProcess(row db.Sandbox, cfg *runtimeapi.PodSandboxCon
 		return nil, err
 	}
 	p := pod.Lookup(s.podRoot, row.ID)
-	undo := func(ctx context.Context) error { return pod.StopInfra(ctx, s.podRoot, row.ID, oci.RemoveCgroup) }
+	undo := func(ctx context.Context) error { return pod.StopInfra(ctx, s.podRoot, row.ID) }
 	_, err = pod.StartInfra(s.podRoot, row.ID, pod.InfraOptions{
 		Exe: s.crispdPath, NSEnter: nsenter, NetNS: netns, IPCNS: p.IPCNS, UTSNS: p.UTSNS, Cgroup: cgroup,
 		Place: func(pid int, cgroup string) error {
-			if err := oci.MoveToCgroup(pid, cgroup); err != nil {
+			if err := host.MoveToCgroup(pid, cgroup); err != nil {
 				log.Warn("infra process stays in crisp's cgroup", slog.String("cgroup", cgroup), slog.Any(logkey.Err, err))
 			}
 			return nil
@@ -59,7 +58,7 @@ func (s *Server) startInfraProcess(row db.Sandbox, cfg *runtimeapi.PodSandboxCon
 // stopInfraProcess kills a runc pod's infra process, if it has one, and
 // removes the cgroup it was placed in.
 func (s *Server) stopInfraProcess(ctx context.Context, sb db.Sandbox) error {
-	return pod.StopInfra(ctx, s.podRoot, sb.ID, oci.RemoveCgroup)
+	return pod.StopInfra(ctx, s.podRoot, sb.ID)
 }
 
 // startInfra runs a pod's infra container, `crispd pause` from an empty
@@ -71,17 +70,12 @@ func (s *Server) startInfra(ctx context.Context, row db.Sandbox, cfg *runtimeapi
 	if err != nil {
 		return nil, err
 	}
-	bundle := filepath.Join(s.bundleDir, row.ID)
-	rootfs := filepath.Join(bundle, "rootfs")
+	files := s.files.Container(row.ID)
+	rootfs := files.Rootfs()
 	if err := os.MkdirAll(rootfs, 0o755); err != nil {
 		return nil, fmt.Errorf("create infra rootfs: %w", err)
 	}
-	undo := func(ctx context.Context) error {
-		if err := s.deleteInfra(ctx, rt, row.ID); err != nil {
-			return err
-		}
-		return os.RemoveAll(bundle)
-	}
+	undo := func(ctx context.Context) error { return s.deleteInfra(ctx, rt, row.ID) }
 	p := pod.Lookup(s.podRoot, row.ID)
 	spec, err := ocispec.ForSandboxInfra(ocispec.InfraInput{
 		Sandbox: ocispec.Sandbox{
@@ -95,14 +89,10 @@ func (s *Server) startInfra(ctx context.Context, row db.Sandbox, cfg *runtimeapi
 	if err != nil {
 		return undo, err
 	}
-	b, err := json.MarshalIndent(spec, "", "  ")
-	if err != nil {
+	if err := files.WriteSpec(spec); err != nil {
 		return undo, err
 	}
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
-		return undo, fmt.Errorf("write infra spec: %w", err)
-	}
-	if _, err := rt.Create(ctx, oci.CreateOpts{ID: row.ID, Bundle: bundle, LogPath: filepath.Join(bundle, "infra.log"), ExitDir: s.exitDir, PersistDir: bundle, SocketDir: s.attachDir}); err != nil {
+	if _, err := rt.Create(ctx, oci.CreateOpts{ID: row.ID, LogPath: files.InfraLog()}); err != nil {
 		return undo, fmt.Errorf("create infra container in runtime %s: %w", row.Handler, err)
 	}
 	failpoint.Hit("pod.infra.after-create")
@@ -128,8 +118,8 @@ func (s *Server) stopInfra(ctx context.Context, rt *oci.Runtime, id string) erro
 	}
 }
 
-// deleteInfra stops and deletes a pod's infra container; a missing one is
-// no error.
+// deleteInfra stops and deletes a pod's infra container and removes its
+// files; a missing one is no error.
 func (s *Server) deleteInfra(ctx context.Context, rt *oci.Runtime, id string) error {
 	if err := s.stopInfra(ctx, rt, id); err != nil {
 		return err
@@ -137,7 +127,7 @@ func (s *Server) deleteInfra(ctx context.Context, rt *oci.Runtime, id string) er
 	if err := ignoreNotFound(rt.Delete(ctx, id, true)); err != nil {
 		return fmt.Errorf("delete infra container: %w", err)
 	}
-	return os.Remove(filepath.Join(s.exitDir, id))
+	return oci.RemoveLeftovers(s.files.Container(id))
 }
 
 // infraPID is the pid of a pod's running infra, 0 without one.
@@ -162,9 +152,10 @@ func (s *Server) infraPID(ctx context.Context, rt *oci.Runtime, sb db.Sandbox) (
 	return st.PID, nil
 }
 
-// needsInfra tells the pods that have an infra container (InfraID = the
-// pod's id): gVisor pods. A runc pod's infra, when it has one, is a bare
-// process recorded in its pod dir.
-func needsInfra(_ *runtimeapi.PodSandboxConfig, handlerType string) bool {
-	return handlerType == oci.TypeRunsc
+// hasInfraContainer tells the pods that have an infra container (InfraID =
+// the pod's id): gVisor pods, whose sandbox it is. A runc pod's infra,
+// when it has one, is a bare process recorded in its pod dir.
+func (s *Server) hasInfraContainer(handler string) bool {
+	h := s.handler(handler)
+	return h.Runtime != nil && h.Runtime.Handler().Type == oci.TypeRunsc
 }

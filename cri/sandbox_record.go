@@ -15,7 +15,7 @@ import (
 // reconciler can rebuild it if the database is lost: a pod without an
 // infra container leaves nothing else on the node that describes it. The
 // state, netns, IPs and infra id are left to what the node says then.
-func (s *Server) writePodRecord(row db.Sandbox, cfg *runtimeapi.PodSandboxConfig) error {
+func (s *Server) writePodRecord(row db.Sandbox, cfg *runtimeapi.PodSandboxConfig, infra bool) error {
 	if row.CreatedAt == 0 {
 		row.CreatedAt = time.Now().UnixNano() // the row's own stamp is a few µs earlier
 	}
@@ -23,7 +23,7 @@ func (s *Server) writePodRecord(row db.Sandbox, cfg *runtimeapi.PodSandboxConfig
 	if err != nil {
 		return fmt.Errorf("encode pod record: %w", err)
 	}
-	rec := pod.Record{Row: b, Infra: needsInfra(cfg, s.handlerType(row.Handler)),
+	rec := pod.Record{Row: b, Infra: infra,
 		NetNS: nsOptions(cfg).Network != runtimeapi.NamespaceMode_NODE}
 	return pod.WriteRecord(s.podRoot, row.ID, rec)
 }

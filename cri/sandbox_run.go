@@ -33,7 +33,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox %s/%s: %w", m.Namespace, m.Name, err)
 	}
-	if err := checkPodNetwork(cfg, decision.Handler, s.runtimes[decision.Handler]); err != nil {
+	if err := checkPodNetwork(cfg, decision.Handler, s.handlers[decision.Handler].Runtime); err != nil {
 		return nil, err
 	}
 	blob, hash, err := configHash(cfg, decision.Handler)
@@ -97,7 +97,8 @@ func (s *Server) setUpSandbox(ctx context.Context, row db.Sandbox, cfg *runtimea
 		return fmt.Errorf("prepare pod dir: %w", err)
 	}
 	undo.push(func(context.Context) error { return pod.Remove(s.podRoot, row.ID) })
-	if err := s.writePodRecord(row, cfg); err != nil {
+	infra := s.hasInfraContainer(row.Handler)
+	if err := s.writePodRecord(row, cfg, infra); err != nil {
 		return err
 	}
 	failpoint.Hit("pod.run.after-pod-dir")
@@ -121,7 +122,7 @@ func (s *Server) setUpSandbox(ctx context.Context, row db.Sandbox, cfg *runtimea
 	}
 	// A gVisor pod's infra container sets them; crisp sets them for the
 	// namespaces it made itself.
-	if !needsInfra(cfg, s.handlerType(row.Handler)) {
+	if !infra {
 		sysctls, err := ocispec.PodSysctls(cfg)
 		if err != nil {
 			return err
@@ -131,7 +132,7 @@ func (s *Server) setUpSandbox(ctx context.Context, row db.Sandbox, cfg *runtimea
 		}
 	}
 	switch {
-	case needsInfra(cfg, s.handlerType(row.Handler)):
+	case infra:
 		undoInfra, err := s.startInfra(ctx, row, cfg, ready.NetNSPath)
 		if undoInfra != nil {
 			undo.push(undoInfra)
@@ -199,16 +200,6 @@ func podTrustView(cfg *runtimeapi.PodSandboxConfig) trust.Pod {
 	}
 }
 
-// handlerType is the type (runc, runsc) of a configured handler.
-func (s *Server) handlerType(name string) string { return s.handler(name).Type }
-
 // handler is a configured handler by name; the zero Handler if there is
 // none (any more).
-func (s *Server) handler(name string) Handler {
-	for _, h := range s.handlers {
-		if h.Name == name {
-			return h
-		}
-	}
-	return Handler{}
-}
+func (s *Server) handler(name string) Handler { return s.handlers[name] }

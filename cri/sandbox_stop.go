@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -133,11 +132,8 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 		if err != nil {
 			return nil, err
 		}
-		if err := s.deleteInfra(ctx, rt, sb.InfraID); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := s.deleteInfra(ctx, rt, sb.InfraID); err != nil {
 			return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)
-		}
-		if err := os.RemoveAll(filepath.Join(s.bundleDir, sb.InfraID)); err != nil {
-			return nil, err
 		}
 		t.done("delete-infra")
 	}

@@ -1,6 +1,6 @@
 // Package cri serves the CRI RuntimeService and ImageService, and crisp's
 // admin service, over gRPC: request validation, the one error-to-status
-// mapping, and (with the runtime issue) OCI spec generation. It imports db
+// mapping, and OCI spec generation (cri/ocispec). It imports db
 // and runtimes, never reconciler: the admin service declares the small
 // interface it needs and cmd/crispd wires the reconciler in.
 package cri
@@ -14,6 +14,7 @@ import (
 	"github.com/crisp-cri/crisp/cri/ocispec"
 	"github.com/crisp-cri/crisp/cri/stream"
 	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/runtimes/layout"
 	"github.com/crisp-cri/crisp/runtimes/network"
 	"github.com/crisp-cri/crisp/runtimes/oci"
 	"github.com/crisp-cri/crisp/runtimes/storage"
@@ -26,13 +27,11 @@ var Version = "0.1.0-dev"
 // RuntimeName is what Version reports as the runtime's name.
 const RuntimeName = "crisp"
 
-// Handler describes one configured runtime handler.
+// Handler is one configured runtime handler: its runtime, which knows the
+// handler's name, type and binary, and what the CRI server adds to it.
 type Handler struct {
-	Name  string
-	Type  string // runc or runsc
-	Class string // trusted or untrusted
-	Path  string
-	Root  string
+	Runtime *oci.Runtime
+	Class   string // trusted or untrusted
 	// Annotations says which CRI annotations reach this handler's specs.
 	Annotations ocispec.Passthrough
 	// PrivilegedWithoutHostDevices keeps the host's devices from
@@ -45,15 +44,10 @@ type Deps struct {
 	Store    *db.Store
 	Images   *storage.Store
 	Network  *network.Manager
-	Handlers []Handler
+	Handlers map[string]Handler // by name
 	Trust    trust.Config
-	PodRoot  string // <run_dir>/pods: per-pod dirs
+	Files    layout.Layout // where containers' and pods' files are
 	Log      *slog.Logger
-
-	Runtimes  map[string]*oci.Runtime // by handler name
-	ExitDir   string                  // conmon writes <ExitDir>/<id> when a container exits
-	BundleDir string                  // <BundleDir>/<id>: a container's bundle and monitor files (short: sockets live there)
-	AttachDir string                  // conmon attach sockets
 	// ClampOOMScoreAdj: this node cannot lower oom_score_adj (no
 	// CAP_SYS_RESOURCE), so negative values are raised to 0.
 	ClampOOMScoreAdj bool
@@ -73,17 +67,14 @@ type Server struct {
 	store    *db.Store
 	images   *storage.Store
 	net      *network.Manager
-	handlers []Handler
+	handlers map[string]Handler
 	trust    trust.Config
-	podRoot  string
+	files    layout.Layout
+	podRoot  string // files.Pods()
 	log      *slog.Logger
 	locks    keyedLocks
 	exits    exitNotifier
 
-	runtimes    map[string]*oci.Runtime
-	exitDir     string
-	bundleDir   string
-	attachDir   string
 	clampOOM    bool
 	cgroupNS    bool
 	hostCaps    []string
@@ -95,6 +86,6 @@ type Server struct {
 // NewServer returns the CRI server over d.
 func NewServer(d Deps) *Server {
 	return &Server{store: d.Store, images: d.Images, net: d.Network, handlers: d.Handlers, trust: d.Trust,
-		podRoot: d.PodRoot, log: d.Log, runtimes: d.Runtimes, exitDir: d.ExitDir, bundleDir: d.BundleDir, attachDir: d.AttachDir,
+		files: d.Files, podRoot: d.Files.Pods(), log: d.Log,
 		clampOOM: d.ClampOOMScoreAdj, cgroupNS: d.CgroupNamespace, hostCaps: d.HostCaps, hostDevices: d.HostDevices, crispdPath: d.CrispdPath}
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/crisp-cri/crisp/cri/adminpb"
 	"github.com/crisp-cri/crisp/cri/validate"
 	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/runtimes/layout"
+	"github.com/crisp-cri/crisp/runtimes/oci"
 )
 
 type fakeReconciler struct{ dryRuns []bool }
@@ -38,7 +40,9 @@ func serve(t *testing.T) (runtimeapi.RuntimeServiceClient, adminpb.AdminClient, 
 	t.Cleanup(func() { store.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := NewGRPCServer(GRPCConfig{Log: log, Validator: validate.New(validate.DefaultLimits(), nil)})
-	crisvc := NewServer(Deps{Store: store, Handlers: []Handler{{Name: "runc", Type: "runc", Class: "trusted"}}, Log: log})
+	crisvc := NewServer(Deps{Store: store, Handlers: map[string]Handler{"runc": {
+		Runtime: oci.New(oci.Handler{Name: "runc", Type: oci.TypeRunc, Path: "/usr/sbin/runc"}, "", layout.New(dir), log), Class: "trusted"}},
+		Files: layout.New(dir), Log: log})
 	runtimeapi.RegisterRuntimeServiceServer(srv, crisvc)
 	rec := &fakeReconciler{}
 	adminpb.RegisterAdminServer(srv, NewAdminServer(rec, store, nil, &adminpb.InfoResponse{Version: "test"}))

@@ -3,7 +3,6 @@ package cri
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -90,8 +89,8 @@ func (t StreamTargets) AttachTarget(ctx context.Context, id string) (stream.Atta
 	if err != nil {
 		return stream.AttachTarget{}, err
 	}
-	bundle := filepath.Join(t.s.bundleDir, c.ID)
-	return stream.AttachTarget{Socket: filepath.Join(bundle, "attach"), CtlFifo: filepath.Join(bundle, "ctl"),
+	files := t.s.files.Container(c.ID)
+	return stream.AttachTarget{Socket: files.AttachSocket(), CtlFifo: files.CtlFifo(),
 		Tty: cfg.Tty, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce}, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/runtimes/layout"
 	"github.com/crisp-cri/crisp/runtimes/oci"
 	"github.com/crisp-cri/crisp/runtimes/trust"
 )
@@ -59,7 +60,7 @@ func TestNetstackFollowsHandler(t *testing.T) {
 		{oci.Handler{Type: oci.TypeRunc}, false},
 	} {
 		sb := db.Sandbox{ID: "p1", NetNSPath: "/n", InfraID: "p1"}
-		got, err := routePortForward(sb, oci.New(tt.h, "", nil).Netstack())
+		got, err := routePortForward(sb, oci.New(tt.h, "", layout.Layout{}, nil).Netstack())
 		if err != nil || (got.bridgeIn != "") != tt.want {
 			t.Errorf("handler %+v: route %+v, %v; want bridge %v", tt.h, got, err, tt.want)
 		}
@@ -71,13 +72,12 @@ func TestNetstackFollowsHandler(t *testing.T) {
 func TestHostNetworkPodOnNetstack(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	s := NewServer(Deps{Log: log,
-		Handlers: []Handler{{Name: "runc", Type: "runc", Class: "trusted"}, {Name: "runsc", Type: "runsc", Class: "untrusted"}},
+		Handlers: map[string]Handler{
+			"runc":  {Runtime: oci.New(oci.Handler{Name: "runc", Type: oci.TypeRunc}, "", layout.Layout{}, nil), Class: "trusted"},
+			"runsc": {Runtime: oci.New(oci.Handler{Name: "runsc", Type: oci.TypeRunsc, Network: oci.NetworkSandbox}, "", layout.Layout{}, nil), Class: "untrusted"},
+		},
 		Trust: trust.Config{Handlers: map[string]trust.Class{"runc": trust.Trusted, "runsc": trust.Untrusted},
-			TrustedHandler: "runc", UntrustedHandler: "runsc"},
-		Runtimes: map[string]*oci.Runtime{
-			"runc":  oci.New(oci.Handler{Name: "runc", Type: oci.TypeRunc}, "", nil),
-			"runsc": oci.New(oci.Handler{Name: "runsc", Type: oci.TypeRunsc, Network: oci.NetworkSandbox}, "", nil),
-		}})
+			TrustedHandler: "runc", UntrustedHandler: "runsc"}})
 	cfg := &runtimeapi.PodSandboxConfig{
 		Metadata: &runtimeapi.PodSandboxMetadata{Name: "hostnet", Namespace: "e2e", Uid: "u1"},
 		Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
@@ -88,11 +88,11 @@ func TestHostNetworkPodOnNetstack(t *testing.T) {
 	if !errors.Is(err, ErrPrecondition) || codeOf(err).String() != "FailedPrecondition" {
 		t.Errorf("RunPodSandbox(host network, runsc on netstack) = %v, want FailedPrecondition", err)
 	}
-	if err := checkPodNetwork(cfg, "runsc", oci.New(oci.Handler{Type: oci.TypeRunsc, Network: oci.NetworkHost}, "", nil)); err != nil {
+	if err := checkPodNetwork(cfg, "runsc", oci.New(oci.Handler{Type: oci.TypeRunsc, Network: oci.NetworkHost}, "", layout.Layout{}, nil)); err != nil {
 		t.Errorf("checkPodNetwork(host network, runsc in host mode) = %v, want nil", err)
 	}
 	cfg.Linux = nil
-	if err := checkPodNetwork(cfg, "runsc", s.runtimes["runsc"]); err != nil {
+	if err := checkPodNetwork(cfg, "runsc", s.handlers["runsc"].Runtime); err != nil {
 		t.Errorf("checkPodNetwork(pod network, runsc on netstack) = %v, want nil", err)
 	}
 }

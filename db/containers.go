@@ -182,6 +182,26 @@ type Exit struct {
 	At      int64 // Unix nanoseconds
 }
 
+// Exit reasons, as kubelet shows them.
+const (
+	ExitCompleted = "Completed"
+	ExitError     = "Error"
+	ExitOOMKilled = "OOMKilled"
+	ExitUnknown   = "Unknown" // the exit was not seen: no exit file
+)
+
+// ExitReason is the reason for an exit with code, OOM-killed or not: the
+// one rule the CRI server and the reconciler both record exits by.
+func ExitReason(code int32, oomKilled bool) string {
+	switch {
+	case oomKilled:
+		return ExitOOMKilled
+	case code != 0:
+		return ExitError
+	}
+	return ExitCompleted
+}
+
 // MarkContainerExited records the exit of container id. An exit is kept
 // once: a container already exited (or removing) is ErrWrongState, which
 // callers that only want "exited" can ignore.

@@ -244,17 +244,30 @@ func (r *Reconciler) rollback(ctx context.Context, a Action) error {
 	return r.store.DeleteContainer(ctx, a.ID)
 }
 
-// Counts tallies outcomes by kind: done, and failed.
-func Counts(outs []Outcome) (done, failed map[Kind]int) {
-	done, failed = map[Kind]int{}, map[Kind]int{}
-	for _, o := range outs {
+// Counts tallies the report's outcomes by kind, a failed one under
+// "<kind>.failed": the one tally the database's reconcile runs and the
+// admin service's answer both show.
+func (rep Report) Counts() map[string]int {
+	counts := map[string]int{}
+	for _, o := range rep.Outcomes {
+		key := string(o.Kind)
 		if o.Err != nil {
-			failed[o.Kind]++
-		} else {
-			done[o.Kind]++
+			key += ".failed"
+		}
+		counts[key]++
+	}
+	return counts
+}
+
+// Failed counts the report's failed actions.
+func (rep Report) Failed() int {
+	n := 0
+	for _, o := range rep.Outcomes {
+		if o.Err != nil {
+			n++
 		}
 	}
-	return done, failed
+	return n
 }
 
 // Config tunes the reconciler.

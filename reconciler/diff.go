@@ -283,17 +283,9 @@ func (d *differ) container(c db.Container, handler string) (Action, bool) {
 // exit is a stopped container's exit: its exit file's, else 255 Unknown.
 func (d *differ) exit(id, reason string) (int32, string, string) {
 	if code, ok := d.s.Exits[id]; ok {
-		return code, exitReason(code), reason + "; exit file says " + strconv.Itoa(int(code))
+		return code, db.ExitReason(code, false), reason + "; exit file says " + strconv.Itoa(int(code))
 	}
-	return exitUnknown, "Unknown", reason
-}
-
-// exitReason is kubelet's reason for an exit code.
-func exitReason(code int32) string {
-	if code == 0 {
-		return "Completed"
-	}
-	return "Error"
+	return exitUnknown, db.ExitUnknown, reason
 }
 
 // sortActions orders actions for Apply: by kind as in Kinds; within a kind

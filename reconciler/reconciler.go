@@ -134,17 +134,10 @@ func (r *Reconciler) recordBoot(ctx context.Context) {
 }
 
 func (r *Reconciler) record(ctx context.Context, rep Report) error {
-	done, failed := Counts(rep.Outcomes)
-	counts := db.IntMap{}
-	for k, n := range done {
-		counts[string(k)] = n
-	}
+	counts := db.IntMap(rep.Counts())
 	var errs []error
 	if rep.Err != nil {
 		errs = append(errs, rep.Err)
-	}
-	for k, n := range failed {
-		counts[string(k)+".failed"] = n
 	}
 	for _, o := range rep.Outcomes {
 		if o.Err != nil {

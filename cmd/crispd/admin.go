@@ -20,15 +20,15 @@ func (a adminReconciler) ReconcileNow(ctx context.Context, dryRun bool) (*adminp
 		DryRun: rep.DryRun, StartedUnixNano: rep.Started.UnixNano(), DurationNs: int64(rep.Duration),
 		Counts: map[string]int32{},
 	}
+	for key, n := range rep.Counts() {
+		resp.Counts[key] = int32(n)
+	}
 	for _, o := range rep.Outcomes {
 		act := &adminpb.ReconcileAction{Kind: string(o.Kind), Object: string(o.Object), Id: o.ID,
 			Reason: o.Reason, Handler: o.Handler, Name: o.Name}
-		key := string(o.Kind)
 		if o.Err != nil {
 			act.Error = o.Err.Error()
-			key += ".failed"
 		}
-		resp.Counts[key]++
 		resp.Actions = append(resp.Actions, act)
 	}
 	return resp, nil

@@ -1,102 +1,26 @@
 package main
 
 import (
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/crisp-cri/crisp/runtimes/oci"
 )
 
-// newPauseCommand is the built-in infra process: what a pause image's
-// binary does, from crispd's own static binary, so that pods that need an
-// infra process never pull an image. It holds the pod's namespaces open,
-// reaps orphans (it is PID 1 when the pod shares a PID namespace) and
-// exits on SIGTERM or SIGINT.
+// newPauseCommand runs oci.RunPause, a pod's infra process.
 func newPauseCommand() *cobra.Command {
-	var isolate, hostMntNS string
-	var readyFD int
+	var o oci.PauseOptions
 	cmd := &cobra.Command{
 		Use:    "pause",
 		Short:  "Run as a pod's infra process (used inside pods, not by hand)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			sigs := make(chan os.Signal, 4)
-			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGCHLD)
-			if isolate != "" {
-				if err := isolateInfra(isolate, hostMntNS); err != nil {
-					return fmt.Errorf("pause: %w", err)
-				}
-			}
-			if readyFD > 0 {
-				ready := os.NewFile(uintptr(readyFD), "ready")
-				_, _ = ready.Write([]byte{1})
-				ready.Close()
-			}
-			for sig := range sigs {
-				if sig != syscall.SIGCHLD {
-					return nil
-				}
-				for {
-					pid, err := syscall.Wait4(-1, nil, syscall.WNOHANG, nil)
-					if pid <= 0 || err != nil {
-						break
-					}
-				}
-			}
-			return nil
-		},
+		RunE:   func(*cobra.Command, []string) error { return oci.RunPause(o) },
 	}
-	cmd.Flags().StringVar(&isolate, "isolate", "", "pivot into an empty read-only tmpfs mounted on this dir and drop to nobody (PID 1 of a new PID and mount namespace only)")
-	cmd.Flags().StringVar(&hostMntNS, "host-mnt-ns", "", "the mount namespace (as /proc/self/ns/mnt reads) that --isolate must not be in")
-	cmd.Flags().IntVar(&readyFD, "ready-fd", 0, "write one byte to this fd once running")
+	cmd.Flags().StringVar(&o.Isolate, "isolate", "", "pivot into an empty read-only tmpfs mounted on this dir and drop to nobody (PID 1 of a new PID and mount namespace only)")
+	cmd.Flags().StringVar(&o.HostMntNS, "host-mnt-ns", "", "the mount namespace (as /proc/self/ns/mnt reads) that --isolate must not be in")
+	cmd.Flags().IntVar(&o.ReadyFD, "ready-fd", 0, "write one byte to this fd once running")
 	return cmd
 }
-
-// isolateInfra shuts an infra process started by crisp (not by an OCI
-// runtime) off from the host: its mount namespace is reduced to an empty
-// read-only tmpfs, so neither it nor a container that shares its PID
-// namespace reaches the host's files through /proc/1/root, and it drops to
-// nobody without capabilities. It refuses to run in the host's mount
-// namespace (named by its launcher), where making mounts private would hurt.
-func isolateInfra(dir, hostMntNS string) error {
-	self, err := os.Readlink("/proc/self/ns/mnt")
-	if os.Getpid() != 1 || err != nil || hostMntNS == "" || self == hostMntNS {
-		return fmt.Errorf("--isolate needs a new PID and mount namespace (pid %d, mount namespace %s, host's %q)", os.Getpid(), self, hostMntNS)
-	}
-	steps := []struct {
-		what string
-		do   func() error
-	}{
-		{"make mounts private", func() error { return unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "") }},
-		{"mount empty root", func() error {
-			return unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC|unix.MS_RDONLY, "size=4k,mode=0555")
-		}},
-		{"enter empty root", func() error { return unix.Chdir(dir) }},
-		{"pivot root", func() error { return unix.PivotRoot(".", ".") }},
-		{"detach host mounts", func() error { return unix.Unmount(".", unix.MNT_DETACH) }},
-		{"chdir /", func() error { return unix.Chdir("/") }},
-		{"set no_new_privs", func() error { return unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }},
-		// The syscall package's versions change every thread of the process.
-		{"drop groups", func() error { return syscall.Setgroups(nil) }},
-		{"set gid nobody", func() error { return syscall.Setresgid(nobody, nobody, nobody) }},
-		{"set uid nobody", func() error { return syscall.Setresuid(nobody, nobody, nobody) }},
-	}
-	for _, s := range steps {
-		if err := s.do(); err != nil {
-			return fmt.Errorf("%s: %w", s.what, err)
-		}
-	}
-	return nil
-}
-
-// nobody is the uid and gid the infra process runs as.
-const nobody = 65534
 
 // newMonitorCommand is the monitor of a container inside a gVisor pod,
 // where conmon cannot be (runsc starts no process of its own for such a

@@ -26,6 +26,7 @@ import (
 	"github.com/crisp-cri/crisp/cri/stream"
 	"github.com/crisp-cri/crisp/cri/validate"
 	"github.com/crisp-cri/crisp/reconciler/node"
+	"github.com/crisp-cri/crisp/runtimes/layout"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 	"github.com/crisp-cri/crisp/runtimes/network"
 	"github.com/crisp-cri/crisp/runtimes/oci"
@@ -52,7 +53,8 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 	stopReload := reloadOnHUP(cfg, reload, level, log)
 	defer stopReload()
 
-	if err := makePrivateDirs(cfg); err != nil {
+	files := layout.New(cfg.RunDir)
+	if err := makePrivateDirs(cfg, files); err != nil {
 		return err
 	}
 	clean, err := takeCleanMarker(cfg.CleanMarker(), cfg.Database)
@@ -89,7 +91,7 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 		}
 	}()
 
-	netMgr, err := openNetwork(cfg, log)
+	netMgr, err := openNetwork(cfg, files, log)
 	if err != nil {
 		return err
 	}
@@ -98,7 +100,7 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 		return fmt.Errorf("find crispd's own binary: %w", err)
 	}
 	runtimes := map[string]*oci.Runtime{}
-	var handlers []cri.Handler
+	handlers := map[string]cri.Handler{}
 	var infoHandlers []*adminpb.RuntimeHandler
 	trustCfg := trust.Config{Handlers: map[string]trust.Class{}, TrustedHandler: cfg.Trust.DefaultRuntime,
 		UntrustedHandler: cfg.Trust.UntrustedRuntime, DefaultTrust: trust.Class(cfg.Trust.DefaultWorkloadTrust),
@@ -107,17 +109,18 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 	trustCfg.AllowTrustedRuntimeClass = cfg.Trust.AllowTrustedRuntimeClass
 	for _, name := range cfg.HandlerNames() {
 		h := cfg.Runtimes[name]
-		handlers = append(handlers, cri.Handler{Name: name, Type: h.Type, Class: h.Class, Path: h.Path, Root: h.Root,
+		rt := oci.New(oci.Handler{Name: name, Path: h.Path, Root: h.Root, Type: h.Type, ExtraArgs: h.ExtraArgs,
+			Network: h.Network, NetNSShim: []string{crispdPath, "runsc-netns-shim"}, Monitor: []string{crispdPath, "monitor"}},
+			cfg.Conmon, files, log)
+		runtimes[name] = rt
+		handlers[name] = cri.Handler{Runtime: rt, Class: h.Class,
 			Annotations:                  ocispec.Passthrough{Pod: h.PodAnnotations, Container: h.ContainerAnnotations},
-			PrivilegedWithoutHostDevices: h.PrivilegedWithoutHostDevices})
+			PrivilegedWithoutHostDevices: h.PrivilegedWithoutHostDevices}
 		infoHandlers = append(infoHandlers, &adminpb.RuntimeHandler{Name: name, Class: h.Class, Path: h.Path, Root: h.Root})
 		trustCfg.Handlers[name] = trust.Class(h.Class)
-		runtimes[name] = oci.New(oci.Handler{Name: name, Path: h.Path, Root: h.Root, Type: h.Type, ExtraArgs: h.ExtraArgs,
-			Network: h.Network, NetNSShim: []string{crispdPath, "runsc-netns-shim"}, Monitor: []string{crispdPath, "monitor"}}, cfg.Conmon, log)
 	}
 	rec := startReconciler(ctx, cfg, store, node.New(node.Config{Storage: images, Runtimes: runtimes, Network: netMgr,
-		PodRoot: filepath.Join(cfg.RunDir, "pods"), ExitDir: filepath.Join(cfg.RunDir, "exits"),
-		BundleDir: filepath.Join(cfg.RunDir, "c"), GraphRoot: cfg.Storage.GraphRoot, Log: log}), log)
+		Files: files, GraphRoot: cfg.Storage.GraphRoot, Log: log}), log)
 
 	hostCaps, err := ocispec.CurrentCapabilities()
 	if err != nil {
@@ -130,8 +133,7 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 	criServer := cri.NewGRPCServer(cri.GRPCConfig{Log: log.With(slog.String("service", "cri")),
 		Validator: validate.New(validate.DefaultLimits(), nil), MaxInFlight: cfg.MaxConcurrentRequests})
 	crisvc := cri.NewServer(cri.Deps{Store: store, Images: images, Network: netMgr, Handlers: handlers,
-		Trust: trustCfg, PodRoot: filepath.Join(cfg.RunDir, "pods"), Log: log,
-		Runtimes: runtimes, ExitDir: filepath.Join(cfg.RunDir, "exits"), BundleDir: filepath.Join(cfg.RunDir, "c"), AttachDir: filepath.Join(cfg.RunDir, "attach"),
+		Trust: trustCfg, Files: files, Log: log,
 		ClampOOMScoreAdj: !hasCap(hostCaps, "CAP_SYS_RESOURCE"), CgroupNamespace: ocispec.HasCgroupNamespace(), HostCaps: hostCaps, HostDevices: hostDevices,
 		CrispdPath: crispdPath})
 	streams, err := stream.New(stream.Config{Addr: cfg.StreamAddress}, crisvc.StreamTargets(), log.With(slog.String("service", "stream")))
@@ -209,12 +211,12 @@ func hasCap(caps []string, name string) bool {
 }
 
 // openNetwork sets up CNI with the configured conflist, or crisp's own.
-func openNetwork(cfg config.Config, log *slog.Logger) (*network.Manager, error) {
+func openNetwork(cfg config.Config, files layout.Layout, log *slog.Logger) (*network.Manager, error) {
 	nc := network.Config{
 		PluginDirs: cfg.Network.PluginDirs,
 		IPAMDir:    filepath.Join(cfg.StateDir, "cni", "ipam"),
 		CacheDir:   filepath.Join(cfg.StateDir, "cni", "cache"),
-		NetNSDir:   filepath.Join(cfg.RunDir, "netns"),
+		NetNSDir:   files.NetNS(),
 	}
 	if cfg.Network.ConfList != "" {
 		b, err := os.ReadFile(cfg.Network.ConfList)

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/crisp-cri/crisp/cmd/internal/config"
+	"github.com/crisp-cri/crisp/runtimes/layout"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 )
 
@@ -68,8 +69,9 @@ func changedKeys(a, b config.Config) []string {
 // makePrivateDirs creates crispd's directories owner-only and makes run_dir
 // and state_dir 0700 if they were not: they hold the database, container
 // bundles with their configs, and the sockets.
-func makePrivateDirs(cfg config.Config) error {
-	for _, dir := range []string{cfg.RunDir, cfg.StateDir, filepath.Dir(cfg.Database), filepath.Dir(cfg.Socket), filepath.Dir(cfg.AdminSocket)} {
+func makePrivateDirs(cfg config.Config, files layout.Layout) error {
+	dirs := append([]string{cfg.RunDir, cfg.StateDir, filepath.Dir(cfg.Database), filepath.Dir(cfg.Socket), filepath.Dir(cfg.AdminSocket)}, files.Dirs()...)
+	for _, dir := range dirs {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}

@@ -65,16 +65,11 @@ func startReconciler(ctx context.Context, cfg config.Config, store *db.Store, n 
 		ActionTimeout: cfg.Reconciler.ActionTimeout.Duration, BootID: bootID(cfg.Reconciler.BootIDFile),
 	}, log.With(slog.String("service", "reconciler")))
 	rep, err := rec.Reconcile(ctx, reconciler.TriggerStartup, false)
-	_, failed := reconciler.Counts(rep.Outcomes)
-	nFailed := 0
-	for _, n := range failed {
-		nFailed += n
-	}
 	if err != nil {
 		log.Error("startup reconcile failed; serving anyway", slog.Any(logkey.Err, err))
 		return rec
 	}
-	log.Info("startup reconcile done", slog.Int("actions", len(rep.Outcomes)), slog.Int("failed", nFailed),
+	log.Info("startup reconcile done", slog.Int("actions", len(rep.Outcomes)), slog.Int("failed", rep.Failed()),
 		slog.Duration(logkey.Took, rep.Duration))
 	return rec
 }

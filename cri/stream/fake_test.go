@@ -54,7 +54,7 @@ func (f *fakeContainers) AttachTarget(_ context.Context, id string) (AttachTarge
 	if err != nil {
 		return AttachTarget{}, err
 	}
-	return AttachTarget{Socket: filepath.Join(c.bundle, "attach"), CtlFifo: filepath.Join(c.bundle, "ctl"),
+	return AttachTarget{Socket: c.files.AttachSocket(), CtlFifo: c.files.CtlFifo(),
 		Tty: c.opts.tty, Stdin: c.opts.stdin, StdinOnce: c.opts.stdinOnce}, nil
 }
 

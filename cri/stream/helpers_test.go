@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +16,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/crisp-cri/crisp/runtimes/layout"
 	"github.com/crisp-cri/crisp/runtimes/oci"
 )
 
@@ -79,41 +79,61 @@ type ctrOpts struct {
 
 // testContainer is a running container made by startContainer.
 type testContainer struct {
-	id, bundle string
-	opts       ctrOpts
+	id    string
+	files layout.Container // its bundle, with conmon's attach socket and ctl FIFO
+	opts  ctrOpts
 }
 
 // startContainer creates and starts a busybox container running args with
-// real conmon and runc, and registers its cleanup.
+// real conmon and runc, under a run dir of its own, and registers its
+// cleanup.
 func startContainer(t *testing.T, args []string, o ctrOpts) testContainer {
 	t.Helper()
 	needRoot(t)
 	ctx := testCtx(t)
-	rt := oci.New(oci.Handler{Name: "runc", Type: oci.TypeRunc, Path: runcBin, Root: filepath.Join(testRoot, "runc")}, conmonBin, nil)
+	l := layout.New(newRunDir(t))
+	rt := oci.New(oci.Handler{Name: "runc", Type: oci.TypeRunc, Path: runcBin, Root: filepath.Join(testRoot, "runc")}, conmonBin, l, nil)
 	id := randomID(t)
-	dir := t.TempDir()
-	writeBundle(t, dir, testSpec(id, args, o))
+	files := l.Container(id)
+	writeBundle(t, files, testSpec(id, args, o))
 	c := oci.CreateOpts{
-		ID: id, Bundle: dir,
-		LogPath:    filepath.Join(dir, "logs", "ctr.log"),
-		ExitDir:    filepath.Join(dir, "exits"),
-		PersistDir: filepath.Join(dir, "persist"),
-		Terminal:   o.tty, Stdin: o.stdin, StdinOnce: o.stdinOnce,
+		ID:       id,
+		LogPath:  filepath.Join(files.Bundle, "logs", "ctr.log"),
+		Terminal: o.tty, Stdin: o.stdin, StdinOnce: o.stdinOnce,
 	}
-	t.Cleanup(func() { cleanupContainer(t, rt, c) })
+	t.Cleanup(func() { cleanupContainer(t, rt, files) })
 	if _, err := rt.Create(ctx, c); err != nil {
 		t.Fatalf("Create() = %v", err)
 	}
 	if err := rt.Start(ctx, id); err != nil {
 		t.Fatalf("Start() = %v", err)
 	}
-	return testContainer{id: id, bundle: dir, opts: o}
+	return testContainer{id: id, files: files, opts: o}
 }
 
-// writeBundle writes config.json and a busybox rootfs into dir.
-func writeBundle(t *testing.T, dir string, spec *specs.Spec) {
+// newRunDir makes a run dir, removed at cleanup. It is short on purpose,
+// not t.TempDir(): that is named after the test, and a long name would
+// push the attach socket (<run>/c/<id>/attach) past the 107 bytes of a
+// socket path.
+func newRunDir(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(dir, "rootfs", "bin")
+	dir, err := os.MkdirTemp("", "crisp-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	return dir
+}
+
+// writeBundle writes the container's config.json and a busybox rootfs
+// into its bundle.
+func writeBundle(t *testing.T, files layout.Container, spec *specs.Spec) {
+	t.Helper()
+	bin := filepath.Join(files.Bundle, "rootfs", "bin")
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -129,11 +149,7 @@ func writeBundle(t *testing.T, dir string, spec *specs.Spec) {
 			t.Fatal(err)
 		}
 	}
-	cfg, err := json.MarshalIndent(spec, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o644); err != nil {
+	if err := files.WriteSpec(spec); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -181,14 +197,14 @@ func testSpec(id string, args []string, o ctrOpts) *specs.Spec {
 
 // cleanupContainer kills and deletes the container, waits for its conmon
 // to go and removes the test cgroups.
-func cleanupContainer(t *testing.T, rt *oci.Runtime, c oci.CreateOpts) {
+func cleanupContainer(t *testing.T, rt *oci.Runtime, files layout.Container) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_ = rt.Kill(ctx, c.ID, syscall.SIGKILL, true)
-	if err := rt.Delete(ctx, c.ID, true); err != nil && !errors.Is(err, oci.ErrNotFound) {
+	_ = rt.Kill(ctx, files.ID, syscall.SIGKILL, true)
+	if err := rt.Delete(ctx, files.ID, true); err != nil && !errors.Is(err, oci.ErrNotFound) {
 		t.Errorf("cleanup: %v", err)
 	}
-	if data, err := os.ReadFile(filepath.Join(c.Bundle, "conmon.pid")); err == nil {
+	if data, err := os.ReadFile(files.ConmonPidFile()); err == nil {
 		var pid int
 		if _, err := fmt.Sscan(string(data), &pid); err == nil && pid > 0 {
 			if !waitFor(5*time.Second, func() bool { return !conmonAlive(pid) }) {
@@ -197,7 +213,7 @@ func cleanupContainer(t *testing.T, rt *oci.Runtime, c oci.CreateOpts) {
 			}
 		}
 	}
-	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", cgroupBase, c.ID))
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", cgroupBase, files.ID))
 	for _, d := range dirs {
 		if !waitFor(5*time.Second, func() bool {
 			err := syscall.Rmdir(d)

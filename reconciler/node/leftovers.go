@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -12,9 +11,8 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/crisp-cri/crisp/reconciler"
+	"github.com/crisp-cri/crisp/runtimes/host"
 	"github.com/crisp-cri/crisp/runtimes/network"
 	"github.com/crisp-cri/crisp/runtimes/oci"
 	"github.com/crisp-cri/crisp/runtimes/pod"
@@ -23,7 +21,7 @@ import (
 // Resources lists the netns pins, IP allocations, pod dirs, overlay
 // mounts under the graph root and container cgroups on the node.
 func (n *Node) Resources(context.Context) ([]reconciler.Resource, error) {
-	mounts, err := readMounts()
+	mounts, err := host.ReadMounts()
 	if err != nil {
 		return nil, err
 	}
@@ -33,7 +31,7 @@ func (n *Node) Resources(context.Context) ([]reconciler.Resource, error) {
 		return nil, err
 	}
 	for id, path := range pins {
-		out = append(out, reconciler.Resource{Object: reconciler.ObjNetNS, Owner: id, Path: path, Stale: !mounts.at[path]})
+		out = append(out, reconciler.Resource{Object: reconciler.ObjNetNS, Owner: id, Path: path, Stale: !mounts.At[path]})
 	}
 	allocs, err := n.cfg.Network.Allocations()
 	if err != nil {
@@ -42,30 +40,30 @@ func (n *Node) Resources(context.Context) ([]reconciler.Resource, error) {
 	for ip, owner := range allocs {
 		out = append(out, reconciler.Resource{Object: reconciler.ObjIP, Owner: owner, Path: ip})
 	}
-	ids, err := pod.List(n.cfg.PodRoot)
+	ids, err := pod.List(n.cfg.Files.Pods())
 	if err != nil {
 		return nil, fmt.Errorf("list pod dirs: %w", err)
 	}
 	for _, id := range ids {
-		dir := pod.Dir(n.cfg.PodRoot, id)
+		dir := pod.Dir(n.cfg.Files.Pods(), id)
 		r := reconciler.Resource{Object: reconciler.ObjPodDir, Owner: id, Path: dir}
-		_, err := pod.LookupInfra(n.cfg.PodRoot, id)
+		_, err := pod.LookupInfra(n.cfg.Files.Pods(), id)
 		r.InfraExited = errors.Is(err, pod.ErrInfraExited)
 		for _, p := range pod.Pins {
-			if _, err := os.Lstat(filepath.Join(dir, p)); err == nil && !mounts.at[filepath.Join(dir, p)] {
+			if _, err := os.Lstat(filepath.Join(dir, p)); err == nil && !mounts.At[filepath.Join(dir, p)] {
 				r.Stale = true
 			}
 		}
 		out = append(out, r)
 	}
-	exits, err := oci.ExitCodes(n.cfg.ExitDir)
+	exits, err := oci.ExitCodes(n.cfg.Files)
 	if err != nil {
 		return nil, err
 	}
 	for id := range exits {
-		out = append(out, reconciler.Resource{Object: reconciler.ObjExit, Owner: id, Path: filepath.Join(n.cfg.ExitDir, id)})
+		out = append(out, reconciler.Resource{Object: reconciler.ObjExit, Owner: id, Path: n.cfg.Files.Container(id).ExitFile})
 	}
-	infras, err := pod.InfraProcesses(n.cfg.PodRoot)
+	infras, err := pod.InfraProcesses(n.cfg.Files.Pods())
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +80,7 @@ func (n *Node) Resources(context.Context) ([]reconciler.Resource, error) {
 
 // overlayMounts are the merged dirs mounted under the graph root, each
 // owned by the container whose layer it is, or by none.
-func (n *Node) overlayMounts(m mountTable) ([]reconciler.Resource, error) {
+func (n *Node) overlayMounts(m host.Mounts) ([]reconciler.Resource, error) {
 	if n.cfg.GraphRoot == "" {
 		return nil, nil
 	}
@@ -91,7 +89,7 @@ func (n *Node) overlayMounts(m mountTable) ([]reconciler.Resource, error) {
 		return nil, err
 	}
 	var out []reconciler.Resource
-	for _, p := range m.overlays {
+	for _, p := range m.Overlays {
 		if layer, ok := n.overlayLayer(p); ok {
 			out = append(out, reconciler.Resource{Object: reconciler.ObjMount, Owner: layers[layer], Path: p})
 		}
@@ -115,10 +113,10 @@ var cgroupName = regexp.MustCompile(`(^|/)crisp[-/]([0-9a-f]{64})$`)
 
 // containerCgroups walks every cgroup hierarchy for crisp's container
 // cgroups; each is listed once, by its path within the hierarchies.
-func containerCgroups(m mountTable) []reconciler.Resource {
+func containerCgroups(m host.Mounts) []reconciler.Resource {
 	seen := map[string]bool{}
 	var out []reconciler.Resource
-	for _, root := range m.cgroups {
+	for _, root := range m.Cgroups {
 		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || !d.IsDir() {
 				return nil
@@ -149,39 +147,31 @@ func (n *Node) Clean(ctx context.Context, r reconciler.Resource) error {
 		return n.cfg.Network.Teardown(ctx, network.Attachment{PodID: r.Owner})
 	case reconciler.ObjPodDir:
 		// A runc pod's infra process lives as long as it is not killed.
-		if err := pod.StopInfra(ctx, n.cfg.PodRoot, r.Owner, oci.RemoveCgroup); err != nil {
+		if err := pod.StopInfra(ctx, n.cfg.Files.Pods(), r.Owner); err != nil {
 			return err
 		}
-		return pod.Remove(n.cfg.PodRoot, r.Owner)
+		return pod.Remove(n.cfg.Files.Pods(), r.Owner)
 	case reconciler.ObjInfra:
-		return pod.KillStray(ctx, n.cfg.PodRoot, r.Owner, oci.RemoveCgroup)
+		return pod.KillStray(ctx, n.cfg.Files.Pods(), r.Owner)
 	case reconciler.ObjExit:
-		if filepath.Dir(r.Path) != filepath.Clean(n.cfg.ExitDir) {
-			return fmt.Errorf("remove %s: not in the exit dir %s", r.Path, n.cfg.ExitDir)
+		if r.Path != n.cfg.Files.Container(r.Owner).ExitFile {
+			return fmt.Errorf("remove %s: not the exit file of %s", r.Path, r.Owner)
 		}
 		if err := os.Remove(r.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 		return nil
 	case reconciler.ObjPodPins:
-		return pod.Unpin(n.cfg.PodRoot, r.Owner)
+		return pod.Unpin(n.cfg.Files.Pods(), r.Owner)
 	case reconciler.ObjMount:
 		if _, ok := n.overlayLayer(r.Path); !ok {
 			return fmt.Errorf("unmount %s: not an overlay mount under %s", r.Path, n.cfg.GraphRoot)
 		}
-		return unmount(r.Path)
+		return host.Unmount(r.Path)
 	case reconciler.ObjCgroup:
 		return removeCgroup(r.Path)
 	}
 	return fmt.Errorf("clean %s %s: unknown kind of resource", r.Object, r.Path)
-}
-
-func unmount(path string) error {
-	err := unix.Unmount(path, unix.MNT_DETACH)
-	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unmount %s: %w", path, err)
-	}
-	return nil
 }
 
 // removeCgroup removes a container cgroup on every hierarchy; one that
@@ -190,76 +180,7 @@ func removeCgroup(path string) error {
 	if !cgroupName.MatchString(path) {
 		return fmt.Errorf("remove cgroup %s: not a container cgroup of crisp's", path)
 	}
-	m, err := readMounts()
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, root := range m.cgroups {
-		if err := os.Remove(filepath.Join(root, path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", filepath.Join(root, path), err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// mountTable is what Resources needs of /proc/self/mountinfo.
-type mountTable struct {
-	at       map[string]bool // every mount point
-	overlays []string        // overlay mount points
-	cgroups  []string        // cgroup (v1 and v2) mount points, one per hierarchy
-}
-
-func readMounts() (mountTable, error) {
-	m := mountTable{at: map[string]bool{}}
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return m, err
-	}
-	defer f.Close()
-	roots := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		// 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		pf, sf := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(pf) < 5 || len(sf) < 1 {
-			continue
-		}
-		point := unescape(pf[4])
-		m.at[point] = true
-		switch sf[0] {
-		case "overlay":
-			m.overlays = append(m.overlays, point)
-		case "cgroup", "cgroup2":
-			if !roots[pf[2]] { // one walk per hierarchy (same device) is enough
-				roots[pf[2]] = true
-				m.cgroups = append(m.cgroups, point)
-			}
-		}
-	}
-	return m, sc.Err()
-}
-
-// unescape undoes mountinfo's octal escapes (\040 for a space, ...).
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v byte
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &v); err == nil {
-				b.WriteByte(v)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return host.RemoveCgroup(path)
 }
 
 // TracksIPs: the network's IPAM is host-local, whose allocations Resources lists.

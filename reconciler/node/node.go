@@ -16,11 +16,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"syscall"
 
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/reconciler"
+	"github.com/crisp-cri/crisp/runtimes/host"
+	"github.com/crisp-cri/crisp/runtimes/layout"
 	"github.com/crisp-cri/crisp/runtimes/network"
 	"github.com/crisp-cri/crisp/runtimes/oci"
 	"github.com/crisp-cri/crisp/runtimes/storage"
@@ -31,10 +32,8 @@ type Config struct {
 	Storage   *storage.Store
 	Runtimes  map[string]*oci.Runtime // by handler name
 	Network   *network.Manager
-	PodRoot   string // <run_dir>/pods
-	ExitDir   string // <run_dir>/exits
-	BundleDir string // <run_dir>/c
-	GraphRoot string // storage graph root, where overlay mounts live
+	Files     layout.Layout // where containers' and pods' files are
+	GraphRoot string        // storage graph root, where overlay mounts live
 	Log       *slog.Logger
 }
 
@@ -66,9 +65,9 @@ func (n *Node) List(ctx context.Context) ([]reconciler.Live, error) {
 		}
 		for _, st := range states {
 			l := reconciler.Live{ID: st.ID, Handler: name, Status: reconciler.LiveStatus(st.Status), PID: st.PID,
-				MonitorAlive: oci.MonitorAlive(filepath.Join(n.cfg.BundleDir, st.ID), st.ID)}
+				MonitorAlive: oci.MonitorAlive(n.cfg.Files.Container(st.ID))}
 			if l.Status == reconciler.LiveRunning {
-				l.PIDStart, _, _ = procStart(st.PID)
+				l.PIDStart = host.ProcStart(st.PID)
 			}
 			out = append(out, l)
 		}
@@ -78,7 +77,7 @@ func (n *Node) List(ctx context.Context) ([]reconciler.Live, error) {
 
 // ExitCodes returns what the monitors wrote in the exit dir.
 func (n *Node) ExitCodes(context.Context) (map[string]int32, error) {
-	return oci.ExitCodes(n.cfg.ExitDir)
+	return oci.ExitCodes(n.cfg.Files)
 }
 
 // Destroy kills and deletes container id in handler's runtime, kills its
@@ -94,22 +93,7 @@ func (n *Node) Destroy(ctx context.Context, handler, id string) error {
 	if err := rt.Delete(ctx, id, true); err != nil && !errors.Is(err, oci.ErrNotFound) {
 		return err
 	}
-	return n.removeBundle(id)
-}
-
-// removeBundle removes what crisp keeps of a container under the run dir.
-func (n *Node) removeBundle(id string) error {
-	bundle := filepath.Join(n.cfg.BundleDir, id)
-	if err := oci.KillMonitor(bundle, id); err != nil {
-		return err
-	}
-	if err := os.RemoveAll(bundle); err != nil {
-		return err
-	}
-	if err := os.Remove(filepath.Join(n.cfg.ExitDir, id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
+	return oci.RemoveLeftovers(n.cfg.Files.Container(id))
 }
 
 // Remove deletes container id's storage record (unmounting its rootfs)
@@ -118,7 +102,7 @@ func (n *Node) Remove(_ context.Context, id string) error {
 	if err := n.cfg.Storage.RemoveContainer(id); err != nil {
 		return err
 	}
-	return n.removeBundle(id)
+	return oci.RemoveLeftovers(n.cfg.Files.Container(id))
 }
 
 // notFound makes the runtimes' missing-object errors the reconciler's.

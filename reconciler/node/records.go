@@ -5,19 +5,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
-	"time"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/crisp-cri/crisp/cri/ocispec"
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/reconciler"
+	"github.com/crisp-cri/crisp/runtimes/host"
+	"github.com/crisp-cri/crisp/runtimes/layout"
+	"github.com/crisp-cri/crisp/runtimes/oci"
 	"github.com/crisp-cri/crisp/runtimes/pod"
-	"github.com/crisp-cri/crisp/runtimes/proc"
 )
 
 // Records lists crisp's container records in storage and the pods that
@@ -37,18 +39,18 @@ func (n *Node) Records(context.Context) ([]reconciler.Record, error) {
 		out = append(out, reconciler.Record{ID: r.ID, Kind: db.KindContainer, SandboxID: r.Meta.SandboxID,
 			Name: r.Meta.Name, Created: r.Meta.Created})
 	}
-	ids, err := pod.List(n.cfg.PodRoot)
+	ids, err := pod.List(n.cfg.Files.Pods())
 	if err != nil {
 		return nil, fmt.Errorf("list pod dirs: %w", err)
 	}
 	for _, id := range ids {
-		if !pod.HasRecord(n.cfg.PodRoot, id) {
+		if !pod.HasRecord(n.cfg.Files.Pods(), id) {
 			continue
 		}
 		rec := reconciler.Record{ID: id, Kind: db.KindPod}
 		pr, sb, err := n.readPod(id)
 		if err != nil {
-			if fi, err := os.Stat(pod.Dir(n.cfg.PodRoot, id)); err == nil {
+			if fi, err := os.Stat(pod.Dir(n.cfg.Files.Pods(), id)); err == nil {
 				rec.Created = fi.ModTime()
 			}
 		} else {
@@ -61,7 +63,7 @@ func (n *Node) Records(context.Context) ([]reconciler.Record, error) {
 
 func (n *Node) readPod(id string) (pod.Record, db.Sandbox, error) {
 	var sb db.Sandbox
-	pr, err := pod.ReadRecord(n.cfg.PodRoot, id)
+	pr, err := pod.ReadRecord(n.cfg.Files.Pods(), id)
 	if err != nil {
 		return pr, sb, notFound(err)
 	}
@@ -145,83 +147,36 @@ func (n *Node) rebuildContainer(id string) (db.Container, error) {
 		Image: row.Image, ImageRef: row.ImageRef, LogPath: row.LogPath, Labels: row.Labels, Annotations: row.Annotations,
 		Config: row.Config, ConfigHash: db.ConfigHash(row.Config, row.SandboxID), CreatedAt: rec.Meta.Created.UnixNano(),
 	}
-	bundle := filepath.Join(n.cfg.BundleDir, id)
-	if pid, err := readPid(filepath.Join(bundle, "pidfile")); err == nil {
+	files := n.cfg.Files.Container(id)
+	if pid, err := oci.InitPID(files); err == nil {
 		// Init was spawned at create; its start is the closest to started_at
 		// that the node keeps.
-		if ticks, at, ok := procStart(pid); ok {
+		if ticks, at, ok := host.ProcStartTime(pid); ok {
 			c.PIDStart, c.StartedAt = ticks, at.UnixNano()
 		}
 	}
-	if fi, err := os.Stat(filepath.Join(n.cfg.ExitDir, id)); err == nil {
+	if fi, err := os.Stat(files.ExitFile); err == nil {
 		c.FinishedAt = fi.ModTime().UnixNano()
 	}
 	return c, nil
 }
 
-// specAnnotations is the part of config.json Rebuild reads.
-type specAnnotations struct {
-	Annotations map[string]string `json:"annotations"`
-}
-
 // readSpec reads the container's config.json: the copy beside its storage
 // record, which outlives a reboot, else the bundle's.
-func (n *Node) readSpec(id string) (specAnnotations, error) {
-	var spec specAnnotations
+func (n *Node) readSpec(id string) (*specs.Spec, error) {
 	var paths []string
 	if dir, err := n.cfg.Storage.ContainerDir(id); err == nil {
-		paths = append(paths, filepath.Join(dir, "config.json"))
+		paths = append(paths, filepath.Join(dir, layout.SpecFileName))
 	}
-	paths = append(paths, filepath.Join(n.cfg.BundleDir, id, "config.json"))
+	paths = append(paths, n.cfg.Files.Container(id).Spec())
 	var errs []error
 	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
+		spec, err := layout.ReadSpec(p)
+		if errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 			continue
 		}
-		if err := json.Unmarshal(b, &spec); err != nil {
-			return spec, fmt.Errorf("%s: %w", p, err)
-		}
-		return spec, nil
+		return spec, err
 	}
-	return spec, fmt.Errorf("config.json of container %s: %w", id, errors.Join(errs...))
-}
-
-func readPid(path string) (int, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.Atoi(strings.TrimSpace(string(b)))
-}
-
-// procStart returns pid's start time, in clock ticks after boot (what the
-// CRI server stores as pid_start) and as a wall time.
-func procStart(pid int) (uint64, time.Time, bool) {
-	ticks := proc.Start(pid)
-	if ticks == 0 {
-		return 0, time.Time{}, false
-	}
-	boot, ok := bootTime()
-	if !ok {
-		return ticks, time.Time{}, true
-	}
-	const hz = 100 // USER_HZ on Linux
-	return ticks, boot.Add(time.Duration(ticks) * time.Second / hz), true
-}
-
-// bootTime is when the machine booted, from /proc/stat's btime.
-func bootTime() (time.Time, bool) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return time.Time{}, false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "btime "); ok {
-			s, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			return time.Unix(s, 0), err == nil
-		}
-	}
-	return time.Time{}, false
+	return nil, fmt.Errorf("config.json of container %s: %w", id, errors.Join(errs...))
 }

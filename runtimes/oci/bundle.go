@@ -2,7 +2,6 @@ package oci
 
 import (
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -10,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/crisp-cri/crisp/runtimes/layout"
 )
 
 // Annotations by which runsc tells a pod's sandbox container from the
@@ -20,24 +19,11 @@ var containerTypeAnnotations = []string{
 	"io.kubernetes.cri-o.ContainerType",
 }
 
-// readSpec reads the bundle's config.json.
-func readSpec(bundle string) (*specs.Spec, error) {
-	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
-	if err != nil {
-		return nil, err
-	}
-	var spec specs.Spec
-	if err := json.Unmarshal(data, &spec); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(bundle, "config.json"), err)
-	}
-	return &spec, nil
-}
-
 // isSubcontainer reports whether the bundle's spec makes runsc run the
 // container inside an existing sandbox: the first container-type
 // annotation present says "container". An unreadable spec is not one.
-func isSubcontainer(bundle string) bool {
-	spec, err := readSpec(bundle)
+func isSubcontainer(files layout.Container) bool {
+	spec, err := files.ReadSpec()
 	if err != nil {
 		return false
 	}
@@ -51,8 +37,8 @@ func isSubcontainer(bundle string) bool {
 
 // specCgroupsPath returns linux.cgroupsPath from the bundle's config.json,
 // or "" if it cannot.
-func specCgroupsPath(bundle string) string {
-	spec, err := readSpec(bundle)
+func specCgroupsPath(files layout.Container) string {
+	spec, err := files.ReadSpec()
 	if err != nil || spec.Linux == nil {
 		return ""
 	}
@@ -93,10 +79,10 @@ func tailOf(path string) string {
 	return fmt.Sprintf(" (%s: %s)", filepath.Base(path), strings.TrimSpace(string(b)))
 }
 
-// writeFileAtomic writes data to dir/name through a temporary file
-// "<name>.XXXXXX" (six random letters or digits, as conmon's exit files
-// get, which WatchExits skips) renamed over name.
-func writeFileAtomic(dir, name string, data []byte) error {
+// writeFileAtomic writes data to path through a temporary file
+// "<path>.XXXXXX" (six random letters or digits, as conmon's exit files
+// get, which WatchExits skips) renamed over path.
+func writeFileAtomic(path string, data []byte) error {
 	const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 	for range 100 {
 		b := make([]byte, 6)
@@ -106,7 +92,7 @@ func writeFileAtomic(dir, name string, data []byte) error {
 		for i := range b {
 			b[i] = letters[int(b[i])%len(letters)]
 		}
-		tmp := filepath.Join(dir, name+"."+string(b))
+		tmp := path + "." + string(b)
 		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
 		if errors.Is(err, os.ErrExist) {
 			continue
@@ -119,14 +105,14 @@ func writeFileAtomic(dir, name string, data []byte) error {
 			err = cerr
 		}
 		if err == nil {
-			err = os.Rename(tmp, filepath.Join(dir, name))
+			err = os.Rename(tmp, path)
 		}
 		if err != nil {
 			os.Remove(tmp)
 		}
 		return err
 	}
-	return fmt.Errorf("write %s: no free temporary name", filepath.Join(dir, name))
+	return fmt.Errorf("write %s: no free temporary name", path)
 }
 
 // procAlive reports whether pid exists and is not a zombie, and returns
@@ -146,6 +132,6 @@ func procAlive(pid int) (cmdline string, ok bool) {
 
 // InitPID is the container's init pid as its monitor recorded it at
 // create, read from the bundle without asking the runtime.
-func InitPID(bundle string) (int, error) {
-	return readPidFile(filepath.Join(bundle, pidFileName))
+func InitPID(files layout.Container) (int, error) {
+	return readPidFile(files.InitPidFile())
 }

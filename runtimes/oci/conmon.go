@@ -12,22 +12,18 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/crisp-cri/crisp/runtimes/host"
+	"github.com/crisp-cri/crisp/runtimes/layout"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 )
 
-// CreateOpts describe a container for Create. ID, Bundle, LogPath, ExitDir
-// and PersistDir are required; Create makes the directories it names.
+// CreateOpts describe a container for Create. ID and LogPath are
+// required. The bundle, which holds the config.json the caller wrote and
+// gets the monitor's files, and the exit file are where the Runtime's
+// layout says; Create makes the directories they need.
 type CreateOpts struct {
-	ID     string
-	Bundle string // holds config.json; conmon also puts pidfile, conmon.pid, conmon.log, ctl and attach here
-
-	LogPath    string // CRI log file (k8s-file format), conmon -l
-	ExitDir    string // conmon --exit-dir: <ExitDir>/<ID> gets the exit code
-	PersistDir string // conmon --persist-dir: gets "exit" and, after an OOM kill, "oom"
-	// SocketDir is passed as --socket-dir-path. conmon runs with
-	// --full-attach, so the attach socket is <Bundle>/attach and Bundle
-	// must stay short (Create checks the 108-byte socket path limit).
-	SocketDir string
+	ID      string
+	LogPath string // CRI log file (k8s-file format), conmon -l
 
 	Terminal  bool // the spec's process.terminal must match
 	Stdin     bool // keep a stdin pipe that attach can write to
@@ -41,21 +37,12 @@ type CreateOpts struct {
 	CgroupParent string
 }
 
-// Files conmon writes into the bundle.
-const (
-	pidFileName    = "pidfile"    // container init pid (-p)
-	conmonPidName  = "conmon.pid" // conmon's own pid (-P)
-	conmonLogName  = "conmon.log" // conmon's stderr until it daemonises
-	ctlFifoName    = "ctl"        // control FIFO, see ReopenLog
-	attachSockName = "attach"     // attach socket with --full-attach
-)
-
 const (
 	sockPathMax    = 107              // sun_path is 108 bytes with the NUL
 	cleanupTimeout = 30 * time.Second // for undoing a failed Create; runsc delete is slow
 )
 
-// Create starts conmon for the container in c.Bundle, whose config.json
+// Create starts conmon for the container in its bundle, whose config.json
 // the caller has written; conmon runs `<runtime> create`. Create returns
 // the container's init pid once conmon reports it on the sync pipe. It does
 // not start the container: call Start.
@@ -78,14 +65,18 @@ func (r *Runtime) Create(ctx context.Context, c CreateOpts) (pid int, retErr err
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("create %s: %w", c.ID, err)
 	}
-	if err := r.prepare(&c); err != nil {
+	if err := layout.CheckID(c.ID); err != nil {
+		return 0, fmt.Errorf("create: %w", err)
+	}
+	files := r.files.Container(c.ID)
+	if err := r.prepare(c, files); err != nil {
 		return 0, fmt.Errorf("create %s: %w", c.ID, err)
 	}
 	log := r.log.With(slog.String(logkey.Container, c.ID))
-	mon := r.conmonProc(c)
-	if r.isRunsc() && isSubcontainer(c.Bundle) {
+	mon := r.conmonProc(c, files)
+	if r.isRunsc() && isSubcontainer(files) {
 		var err error
-		if mon, err = r.monitorProc(c); err != nil {
+		if mon, err = r.monitorProc(c, files); err != nil {
 			return 0, fmt.Errorf("create %s: %w", c.ID, err)
 		}
 	}
@@ -101,7 +92,7 @@ func (r *Runtime) Create(ctx context.Context, c CreateOpts) (pid int, retErr err
 		return 0, fmt.Errorf("create %s: %w", c.ID, err)
 	}
 	defer startW.Close()
-	monLog, err := os.OpenFile(filepath.Join(c.Bundle, mon.logName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	monLog, err := os.OpenFile(mon.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		syncW.Close()
 		startR.Close()
@@ -111,7 +102,7 @@ func (r *Runtime) Create(ctx context.Context, c CreateOpts) (pid int, retErr err
 
 	// Not CommandContext: the monitor must outlive ctx and this process.
 	cmd := exec.Command(mon.path, mon.args...)
-	cmd.Dir = c.Bundle
+	cmd.Dir = files.Bundle
 	cmd.Env = append(envWithout(os.Environ(), "NOTIFY_SOCKET", syncPipeEnv, startPipeEnv, monitorStageEnv),
 		syncPipeEnv+"=3", startPipeEnv+"=4")
 	cmd.ExtraFiles = []*os.File{syncW, startR} // fds 3 and 4
@@ -126,13 +117,13 @@ func (r *Runtime) Create(ctx context.Context, c CreateOpts) (pid int, retErr err
 
 	defer func() {
 		if retErr != nil {
-			r.cleanupFailedCreate(ctx, c, mon, log)
+			r.cleanupFailedCreate(ctx, files, mon, log)
 		}
 	}()
 	// The monitor waits for this byte, so that it and the runtime start
 	// in the right cgroup.
 	if c.CgroupParent != "" {
-		if err := moveToCgroup(cmd.Process.Pid, c.CgroupParent); err != nil {
+		if err := host.MoveToCgroup(cmd.Process.Pid, c.CgroupParent); err != nil {
 			log.Warn(mon.name+" stays in crisp's cgroup", slog.String("cgroup", c.CgroupParent), slog.Any(logkey.Err, err))
 		}
 	}
@@ -163,49 +154,37 @@ type monitorProc struct {
 	name    string // for messages: "conmon" or "monitor"
 	path    string
 	args    []string
-	logName string             // bundle file that gets the monitor's stderr
-	pidName string             // bundle file with the monitor's own pid
+	logFile string             // gets the monitor's stderr
+	pidFile string             // the monitor's own pid
 	isAlive func(pid int) bool // whether pid is still this monitor
 }
 
 // conmonProc is conmon for c, which prepare has checked.
-func (r *Runtime) conmonProc(c CreateOpts) monitorProc {
-	return monitorProc{name: "conmon", path: r.conmon, args: r.conmonArgs(c),
-		logName: conmonLogName, pidName: conmonPidName, isAlive: isConmon}
+func (r *Runtime) conmonProc(c CreateOpts, files layout.Container) monitorProc {
+	return monitorProc{name: "conmon", path: r.conmon, args: r.conmonArgs(c, files),
+		logFile: files.ConmonLog(), pidFile: files.ConmonPidFile(), isAlive: isConmon}
 }
 
-// prepare checks c, makes Bundle absolute and creates the directories
+// prepare checks c and the bundle's path and creates the directories
 // conmon writes to.
-func (r *Runtime) prepare(c *CreateOpts) error {
-	if c.ID == "" || strings.ContainsAny(c.ID, "/\x00") || c.ID == "." || c.ID == ".." {
-		return fmt.Errorf("invalid container id %q", c.ID)
+func (r *Runtime) prepare(c CreateOpts, files layout.Container) error {
+	if c.LogPath == "" {
+		return errors.New("no log path")
 	}
-	for name, v := range map[string]string{"bundle": c.Bundle, "log path": c.LogPath,
-		"exit dir": c.ExitDir, "persist dir": c.PersistDir} {
-		if v == "" {
-			return fmt.Errorf("no %s", name)
-		}
+	if !filepath.IsAbs(files.Bundle) {
+		return fmt.Errorf("bundle path %s is not absolute", files.Bundle)
 	}
-	bundle, err := filepath.Abs(c.Bundle)
-	if err != nil {
-		return err
+	if n := len(files.AttachSocket()); n > sockPathMax {
+		return fmt.Errorf("bundle path %s too long for the attach socket (%d > %d bytes)", files.Bundle, n, sockPathMax)
 	}
-	c.Bundle = bundle
-	if n := len(filepath.Join(bundle, attachSockName)); n > sockPathMax {
-		return fmt.Errorf("bundle path %s too long for the attach socket (%d > %d bytes)", bundle, n, sockPathMax)
-	}
-	dirs := []string{r.h.Root, c.ExitDir, c.PersistDir, filepath.Dir(c.LogPath)}
-	if c.SocketDir != "" {
-		dirs = append(dirs, c.SocketDir)
-	}
-	for _, d := range dirs {
+	for _, d := range []string{r.h.Root, r.files.Exits(), files.PersistDir(), filepath.Dir(c.LogPath), r.files.Attach()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
 		}
 	}
 	// Stale pid files would make cleanupFailedCreate signal a stranger.
-	for _, f := range []string{pidFileName, conmonPidName, monitorPidName} {
-		if err := os.Remove(filepath.Join(bundle, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	for _, f := range files.MonitorPidFiles() {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}
@@ -213,7 +192,7 @@ func (r *Runtime) prepare(c *CreateOpts) error {
 }
 
 // conmonArgs is conmon's command line for c, which prepare has checked.
-func (r *Runtime) conmonArgs(c CreateOpts) []string {
+func (r *Runtime) conmonArgs(c CreateOpts, files layout.Container) []string {
 	args := []string{
 		"--api-version", "1",
 		"-c", c.ID, "-u", c.ID, "-n", c.ID,
@@ -224,17 +203,17 @@ func (r *Runtime) conmonArgs(c CreateOpts) []string {
 		args = append(args, "--runtime-arg", a)
 	}
 	args = append(args,
-		"-b", c.Bundle,
-		"-p", filepath.Join(c.Bundle, pidFileName),
-		"-P", filepath.Join(c.Bundle, conmonPidName),
-		"--persist-dir", c.PersistDir,
-		"--exit-dir", c.ExitDir,
+		"-b", files.Bundle,
+		"-p", files.InitPidFile(),
+		"-P", files.ConmonPidFile(),
+		"--persist-dir", files.PersistDir(),
+		"--exit-dir", r.files.Exits(),
 		"-l", c.LogPath,
+		// With --full-attach the attach socket is in the bundle
+		// (files.AttachSocket), but conmon wants this dir all the same.
+		"--socket-dir-path", r.files.Attach(),
+		"--full-attach", "--log-level", "info",
 	)
-	if c.SocketDir != "" {
-		args = append(args, "--socket-dir-path", c.SocketDir)
-	}
-	args = append(args, "--full-attach", "--log-level", "info")
 	// Never -s: it is --systemd-cgroup, and there is no systemd here.
 	if c.Terminal {
 		args = append(args, "-t")
@@ -250,17 +229,17 @@ func (r *Runtime) conmonArgs(c CreateOpts) []string {
 // cleanupFailedCreate stops the monitor if it is still there (its runtime
 // child dies with it: both monitors set PDEATHSIG) and force-deletes the
 // container.
-func (r *Runtime) cleanupFailedCreate(ctx context.Context, c CreateOpts, mon monitorProc, log *slog.Logger) {
+func (r *Runtime) cleanupFailedCreate(ctx context.Context, files layout.Container, mon monitorProc, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	if pid, err := readPidFile(filepath.Join(c.Bundle, mon.pidName)); err == nil && mon.isAlive(pid) {
+	if pid, err := readPidFile(mon.pidFile); err == nil && mon.isAlive(pid) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
-	if _, err := r.run(ctx, nil, "delete", "--force", c.ID); err != nil && !errors.Is(err, ErrNotFound) {
+	if _, err := r.run(ctx, nil, "delete", "--force", files.ID); err != nil && !errors.Is(err, ErrNotFound) {
 		log.Warn("cleanup after failed create", slog.Any(logkey.Err, err))
 	}
 	// runsc leaves the container's cgroup behind after a failed create.
-	if path := specCgroupsPath(c.Bundle); strings.HasPrefix(path, "/") {
-		removeCgroup(path)
+	if path := specCgroupsPath(files); strings.HasPrefix(path, "/") {
+		_ = host.RemoveCgroup(path) // the reconciler's sweep retries what is busy
 	}
 }

@@ -1,7 +1,6 @@
 package oci
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -25,7 +24,7 @@ func TestCreateRejectedSpec(t *testing.T) {
 		t.Run(tc.typ, func(t *testing.T) {
 			rt := newTestRuntime(t, tc.typ)
 			ctx := testCtx(t)
-			c := newBundle(t, rt, []string{"true"}, func(s *specs.Spec) { s.Root.Path = "missing-rootfs" })
+			c, files := newBundle(t, rt, []string{"true"}, func(s *specs.Spec) { s.Root.Path = "missing-rootfs" })
 			pid, err := rt.Create(ctx, c)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Create(missing rootfs) = %d, %v, want an error containing %q", pid, err, tc.want)
@@ -37,7 +36,7 @@ func TestCreateRejectedSpec(t *testing.T) {
 			if left, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", cgroupBase, c.ID)); len(left) > 0 {
 				t.Errorf("cgroups left after a failed Create: %v", left)
 			}
-			if conmonPid, err := readPidFile(filepath.Join(c.Bundle, conmonPidName)); err == nil {
+			if conmonPid, err := readPidFile(files.ConmonPidFile()); err == nil {
 				if !waitFor(5*time.Second, func() bool { return !conmonAlive(conmonPid) }) {
 					t.Errorf("conmon %d still running after a failed Create", conmonPid)
 				}
@@ -51,7 +50,7 @@ func TestOOMKilled(t *testing.T) {
 	ctx := testCtx(t)
 	limit := int64(32 << 20)
 	// Doubling a shell string passes 32 MiB within a few dozen steps.
-	c := newBundle(t, rt, []string{"sh", "-c", "x=0123456789abcdef; while true; do x=$x$x; done"}, func(s *specs.Spec) {
+	c, files := newBundle(t, rt, []string{"sh", "-c", "x=0123456789abcdef; while true; do x=$x$x; done"}, func(s *specs.Spec) {
 		s.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit, Swap: &limit}
 	})
 	if _, err := rt.Create(ctx, c); err != nil {
@@ -67,7 +66,7 @@ func TestOOMKilled(t *testing.T) {
 		err    error
 	)
 	waitFor(30*time.Second, func() bool {
-		code, oom, exited, err = ReadExit(c.ExitDir, c.PersistDir, c.ID)
+		code, oom, exited, err = ReadExit(files)
 		return exited || err != nil
 	})
 	if err != nil || !exited || code != 137 || !oom {
@@ -78,7 +77,7 @@ func TestOOMKilled(t *testing.T) {
 func TestTerminal(t *testing.T) {
 	rt := newTestRuntime(t, TypeRunc)
 	ctx := testCtx(t)
-	c := newBundle(t, rt, []string{"sh", "-c", "echo tty-ok; exec sleep 1000"}, func(s *specs.Spec) {
+	c, files := newBundle(t, rt, []string{"sh", "-c", "echo tty-ok; exec sleep 1000"}, func(s *specs.Spec) {
 		s.Process.Terminal = true
 	})
 	c.Terminal, c.Stdin = true, true
@@ -96,7 +95,7 @@ func TestTerminal(t *testing.T) {
 	if !strings.Contains(string(b), " stdout ") || !strings.Contains(string(b), "tty-ok") {
 		t.Errorf("terminal log = %q, want tty-ok on stdout", b)
 	}
-	if _, err := os.Stat(filepath.Join(c.Bundle, attachSockName)); err != nil {
+	if _, err := os.Stat(files.AttachSocket()); err != nil {
 		t.Errorf("attach socket: %v", err)
 	}
 }
@@ -111,8 +110,8 @@ func TestConmonOutlivesLauncher(t *testing.T) {
 	}
 	rt := newTestRuntime(t, TypeRunc)
 	ctx := testCtx(t)
-	c := newBundle(t, rt, []string{"sh", "-c", "exec sleep 1000"}, nil)
-	spec, err := json.Marshal(c)
+	c, files := newBundle(t, rt, []string{"sh", "-c", "exec sleep 1000"}, nil)
+	spec, err := json.Marshal(launchJob{Handler: rt.Handler(), Conmon: conmonBin, RunDir: rt.files.RunDir(), Opts: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +125,7 @@ func TestConmonOutlivesLauncher(t *testing.T) {
 	if st, err := rt.State(ctx, c.ID); err != nil || st.Status != "running" {
 		t.Fatalf("State() after the launcher exited = %+v, %v, want running", st, err)
 	}
-	conmonPid, err := readPidFile(filepath.Join(c.Bundle, conmonPidName))
+	conmonPid, err := readPidFile(files.ConmonPidFile())
 	if err != nil || !conmonAlive(conmonPid) {
 		t.Fatalf("conmon gone after the launcher exited: %v", err)
 	}
@@ -137,30 +136,21 @@ func TestConmonOutlivesLauncher(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(5*time.Second, func() bool {
-		_, _, ok, _ := ReadExit(c.ExitDir, "", c.ID)
+		_, ok, _ := exitFileCode(files.ExitFile)
 		return ok
 	})
-	if code, _, ok, err := ReadExit(c.ExitDir, "", c.ID); !ok || err != nil || code != 137 {
-		t.Errorf("ReadExit() = %d, %v, %v, want 137", code, ok, err)
+	if code, ok, err := exitFileCode(files.ExitFile); !ok || err != nil || code != 137 {
+		t.Errorf("exit file = %d, %v, %v, want 137", code, ok, err)
 	}
 	if err := rt.Delete(ctx, c.ID, false); err != nil {
 		t.Error(err)
 	}
 }
 
-// launch is the child side of TestConmonOutlivesLauncher.
+// launch is the child side of TestConmonOutlivesLauncher: spec is a
+// launchJob.
 func launch(t *testing.T, spec string) {
-	var c CreateOpts
-	if err := json.Unmarshal([]byte(spec), &c); err != nil {
-		t.Fatal(err)
-	}
-	rt := New(Handler{Name: TypeRunc, Type: TypeRunc, Path: runcBin, Root: filepath.Join(testRoot, TypeRunc)}, conmonBin, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := rt.Create(ctx, c); err != nil {
-		t.Fatal(err)
-	}
-	if err := rt.Start(ctx, c.ID); err != nil {
+	if err := launchMain(spec); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -180,7 +170,7 @@ func TestCreateStartLatency(t *testing.T) {
 			ctx := testCtx(t)
 			var created, started []time.Duration
 			for range tc.n {
-				c := newBundle(t, rt, []string{"sleep", "1000"}, nil)
+				c, _ := newBundle(t, rt, []string{"sleep", "1000"}, nil)
 				t0 := time.Now()
 				if _, err := rt.Create(ctx, c); err != nil {
 					t.Fatal(err)

@@ -2,7 +2,6 @@ package oci
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -13,15 +12,17 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/crisp-cri/crisp/runtimes/layout"
 )
 
 func TestConmonArgs(t *testing.T) {
 	r := New(Handler{Name: "gvisor", Type: TypeRunsc, Path: "/usr/bin/runsc", Root: "/run/x/runsc",
-		ExtraArgs: []string{"--network=none", "--oci-seccomp"}}, "/usr/bin/conmon", nil)
-	c := CreateOpts{ID: "c1", Bundle: "/b", LogPath: "/l/c1.log", ExitDir: "/e", PersistDir: "/p", SocketDir: "/s"}
+		ExtraArgs: []string{"--network=none", "--oci-seccomp"}}, "/usr/bin/conmon", layout.New("/r"), nil)
+	c := CreateOpts{ID: "c1", LogPath: "/l/c1.log"}
 	base := "--api-version 1 -c c1 -u c1 -n c1 -r /usr/bin/runsc --runtime-arg --root=/run/x/runsc " +
-		"--runtime-arg --network=none --runtime-arg --oci-seccomp -b /b -p /b/pidfile -P /b/conmon.pid " +
-		"--persist-dir /p --exit-dir /e -l /l/c1.log --socket-dir-path /s --full-attach --log-level info"
+		"--runtime-arg --network=none --runtime-arg --oci-seccomp -b /r/c/c1 -p /r/c/c1/pidfile -P /r/c/c1/conmon.pid " +
+		"--persist-dir /r/c/c1 --exit-dir /r/exits -l /l/c1.log --socket-dir-path /r/attach --full-attach --log-level info"
 	tests := []struct {
 		name                       string
 		terminal, stdin, stdinOnce bool
@@ -36,7 +37,7 @@ func TestConmonArgs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := c
 			c.Terminal, c.Stdin, c.StdinOnce = tt.terminal, tt.stdin, tt.stdinOnce
-			got := strings.Join(r.conmonArgs(c), " ")
+			got := strings.Join(r.conmonArgs(c, r.files.Container(c.ID)), " ")
 			if got != tt.want {
 				t.Errorf("conmonArgs() =\n%s\nwant\n%s", got, tt.want)
 			}
@@ -49,7 +50,7 @@ func TestConmonArgs(t *testing.T) {
 // of a pod's sandbox runs through the netns shim.
 func TestNetstackArgs(t *testing.T) {
 	r := New(Handler{Name: "runsc", Type: TypeRunsc, Path: "/usr/bin/runsc", Root: "/run/x/runsc", Network: NetworkSandbox,
-		ExtraArgs: []string{"--oci-seccomp"}, NetNSShim: []string{"/bin/crispd", "runsc-netns-shim"}}, "/usr/bin/conmon", nil)
+		ExtraArgs: []string{"--oci-seccomp"}, NetNSShim: []string{"/bin/crispd", "runsc-netns-shim"}}, "/usr/bin/conmon", layout.New("/r"), nil)
 	if !r.Netstack() {
 		t.Errorf("Netstack() = false, want true")
 	}
@@ -59,8 +60,8 @@ func TestNetstackArgs(t *testing.T) {
 	if got, want := strings.Join(r.GlobalArgs(), " "), "--root=/run/x/runsc --network=sandbox --oci-seccomp"; got != want {
 		t.Errorf("GlobalArgs() = %q, want %q", got, want)
 	}
-	c := CreateOpts{ID: "p1", Bundle: "/b", LogPath: "/l/p1.log", ExitDir: "/e", PersistDir: "/p"}
-	if got := strings.Join(r.conmonArgs(c), " "); !strings.Contains(got, "-r /usr/bin/runsc --runtime-arg --root=/run/x/runsc --runtime-arg --network=sandbox --runtime-arg --oci-seccomp -b") {
+	c := CreateOpts{ID: "p1", LogPath: "/l/p1.log"}
+	if got := strings.Join(r.conmonArgs(c, r.files.Container(c.ID)), " "); !strings.Contains(got, "-r /usr/bin/runsc --runtime-arg --root=/run/x/runsc --runtime-arg --network=sandbox --runtime-arg --oci-seccomp -b") {
 		t.Errorf("conmonArgs() = %s, want runsc with --network=sandbox", got)
 	}
 	ctx := context.Background()
@@ -81,8 +82,8 @@ func TestNetstackArgs(t *testing.T) {
 	}
 
 	host := New(Handler{Name: "runsc", Type: TypeRunsc, Path: "/usr/bin/runsc", Root: "/r", Network: NetworkHost,
-		NetNSShim: []string{"/bin/crispd", "runsc-netns-shim"}}, "/usr/bin/conmon", nil)
-	runc := New(Handler{Name: "runc", Type: TypeRunc, Path: "/usr/sbin/runc", Root: "/r", Network: NetworkSandbox}, "/usr/bin/conmon", nil)
+		NetNSShim: []string{"/bin/crispd", "runsc-netns-shim"}}, "/usr/bin/conmon", layout.New("/r"), nil)
+	runc := New(Handler{Name: "runc", Type: TypeRunc, Path: "/usr/sbin/runc", Root: "/r", Network: NetworkSandbox}, "/usr/bin/conmon", layout.New("/r"), nil)
 	for _, other := range []*Runtime{host, runc} {
 		if other.Netstack() {
 			t.Errorf("%s (network %q) Netstack() = true, want false", other.h.Type, other.h.Network)
@@ -99,32 +100,34 @@ func TestNetstackArgs(t *testing.T) {
 // The shim is given the pod's network namespace from the sandbox's spec,
 // and only under netstack.
 func TestShimNetNS(t *testing.T) {
-	bundle := t.TempDir()
+	files := layout.New(t.TempDir())
+	pod := files.Container("p1")
 	spec := testSpec("p1", []string{"true"})
 	for i, ns := range spec.Linux.Namespaces {
 		if ns.Type == specs.NetworkNamespace {
 			spec.Linux.Namespaces[i].Path = "/run/crisp/netns/p1"
 		}
 	}
-	writeSpecFile(t, bundle, spec)
-	noNet := t.TempDir() // a new network namespace, not a pod's pinned one
+	writeSpecFile(t, pod, spec)
+	noNet := files.Container("p2") // a new network namespace, not a pod's pinned one
 	writeSpecFile(t, noNet, testSpec("p2", []string{"true"}))
 	shim := []string{"/bin/crispd", "runsc-netns-shim"}
 	tests := []struct {
 		name   string
 		h      Handler
-		bundle string
+		bundle layout.Container
 		want   string
 	}{
-		{"netstack", Handler{Type: TypeRunsc, Network: NetworkSandbox, NetNSShim: shim}, bundle, "/run/crisp/netns/p1"},
-		{"host mode", Handler{Type: TypeRunsc, Network: NetworkHost, NetNSShim: shim}, bundle, ""},
-		{"no shim", Handler{Type: TypeRunsc, Network: NetworkSandbox}, bundle, ""},
+		{"netstack", Handler{Type: TypeRunsc, Network: NetworkSandbox, NetNSShim: shim}, pod, "/run/crisp/netns/p1"},
+		{"host mode", Handler{Type: TypeRunsc, Network: NetworkHost, NetNSShim: shim}, pod, ""},
+		{"no shim", Handler{Type: TypeRunsc, Network: NetworkSandbox}, pod, ""},
 		{"no netns in spec", Handler{Type: TypeRunsc, Network: NetworkSandbox, NetNSShim: shim}, noNet, ""},
-		{"runc", Handler{Type: TypeRunc, NetNSShim: shim}, bundle, ""},
+		{"no spec", Handler{Type: TypeRunsc, Network: NetworkSandbox, NetNSShim: shim}, files.Container("p3"), ""},
+		{"runc", Handler{Type: TypeRunc, NetNSShim: shim}, pod, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := New(tt.h, "", nil).shimNetNS(tt.bundle); got != tt.want {
+			if got := New(tt.h, "", files, nil).shimNetNS(tt.bundle); got != tt.want {
 				t.Errorf("shimNetNS() = %q, want %q", got, tt.want)
 			}
 		})
@@ -147,24 +150,31 @@ func TestParseNetNSShimArgsRejects(t *testing.T) {
 }
 
 func TestCreateValidates(t *testing.T) {
-	r := New(Handler{Name: "runc", Type: TypeRunc, Path: "/nonexistent", Root: t.TempDir()}, "/nonexistent", nil)
+	h := Handler{Name: "runc", Type: TypeRunc, Path: "/nonexistent", Root: t.TempDir()}
 	dir := t.TempDir()
-	good := CreateOpts{ID: "c1", Bundle: dir, LogPath: dir + "/l", ExitDir: dir + "/e", PersistDir: dir + "/p"}
+	good := CreateOpts{ID: "c1", LogPath: dir + "/l"}
 	tests := []struct {
-		name string
-		edit func(*CreateOpts)
-		want string
+		name   string
+		runDir string // "" for dir
+		edit   func(*CreateOpts)
+		want   string
 	}{
-		{"bad id", func(c *CreateOpts) { c.ID = "a/b" }, "invalid container id"},
-		{"no persist dir", func(c *CreateOpts) { c.PersistDir = "" }, "no persist dir"},
-		{"long bundle", func(c *CreateOpts) { c.Bundle = "/" + strings.Repeat("b", 110) }, "too long"},
-		{"no conmon", func(c *CreateOpts) {}, "start conmon"},
+		{"bad id", "", func(c *CreateOpts) { c.ID = "a/b" }, "invalid container id"},
+		{"dot id", "", func(c *CreateOpts) { c.ID = ".." }, "invalid container id"},
+		{"no log path", "", func(c *CreateOpts) { c.LogPath = "" }, "no log path"},
+		{"relative run dir", "run", func(c *CreateOpts) {}, "is not absolute"},
+		{"long bundle", "/" + strings.Repeat("b", 110), func(c *CreateOpts) {}, "too long"},
+		{"no conmon", "", func(c *CreateOpts) {}, "start conmon"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			runDir := tt.runDir
+			if runDir == "" {
+				runDir = dir
+			}
 			c := good
 			tt.edit(&c)
-			_, err := r.Create(context.Background(), c)
+			_, err := New(h, "/nonexistent", layout.New(runDir), nil).Create(context.Background(), c)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Create() = %v, want an error containing %q", err, tt.want)
 			}
@@ -179,9 +189,8 @@ func TestCreateTimeout(t *testing.T) {
 	needRoot(t)
 	r, dir := fakeRuntime(t, TypeRunc, `case "$*" in *" create "*) exec sleep 31.5;; esac`)
 	r.conmon = conmonBin
-	bundle := t.TempDir()
-	c := CreateOpts{ID: "hang1", Bundle: bundle, LogPath: filepath.Join(bundle, "ctr.log"),
-		ExitDir: filepath.Join(bundle, "exits"), PersistDir: filepath.Join(bundle, "persist")}
+	files := r.files.Container("hang1")
+	c := CreateOpts{ID: files.ID, LogPath: filepath.Join(files.Bundle, "ctr.log")}
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -192,7 +201,7 @@ func TestCreateTimeout(t *testing.T) {
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("Create() took %v", took)
 	}
-	conmonPid, err := readPidFile(filepath.Join(bundle, conmonPidName))
+	conmonPid, err := readPidFile(files.ConmonPidFile())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,23 +240,21 @@ func TestCreateSilentFailure(t *testing.T) {
 	needRoot(t)
 	r, _ := fakeRuntime(t, TypeRunc, `case "$*" in *" create "*) exit 1;; esac`)
 	r.conmon = conmonBin
-	bundle := t.TempDir()
-	c := CreateOpts{ID: "silent1", Bundle: bundle, LogPath: filepath.Join(bundle, "ctr.log"),
-		ExitDir: filepath.Join(bundle, "exits"), PersistDir: filepath.Join(bundle, "persist")}
+	files := r.files.Container("silent1")
+	c := CreateOpts{ID: files.ID, LogPath: filepath.Join(files.Bundle, "ctr.log")}
 	_, err := r.Create(testCtx(t), c)
 	if err == nil || !strings.Contains(err.Error(), "without reporting a pid") {
 		t.Errorf("Create() = %v, want conmon exited without reporting a pid", err)
 	}
 }
 
-// writeSpecFile writes spec as dir/config.json.
-func writeSpecFile(t *testing.T, dir string, spec *specs.Spec) {
+// writeSpecFile makes the container's bundle and writes spec there.
+func writeSpecFile(t *testing.T, files layout.Container, spec *specs.Spec) {
 	t.Helper()
-	b, err := json.Marshal(spec)
-	if err != nil {
+	if err := os.MkdirAll(files.Bundle, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600); err != nil {
+	if err := files.WriteSpec(spec); err != nil {
 		t.Fatal(err)
 	}
 }

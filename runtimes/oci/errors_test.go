@@ -12,6 +12,8 @@ import (
 
 	runc "github.com/containerd/go-runc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/crisp-cri/crisp/runtimes/layout"
 )
 
 // fakeRuntime writes a shell script standing in for the runtime binary
@@ -32,7 +34,7 @@ func fakeRuntime(t *testing.T, typ, body string) (*Runtime, string) {
 	if err := os.MkdirAll(h.Root, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	return New(h, "/nonexistent/conmon", nil), dir
+	return New(h, "/nonexistent/conmon", layout.New(filepath.Join(dir, "run")), nil), dir
 }
 
 func fail(code int, stderr string) string {

@@ -12,33 +12,22 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/crisp-cri/crisp/runtimes/layout"
 )
 
-// Files conmon writes into the persist dir.
-const (
-	persistExitName = "exit"
-	persistOOMName  = "oom"
-)
-
-// ReadExit reads the exit code conmon wrote for container id: first
-// <exitDir>/<id>, then <persistDir>/exit. Either dir may be empty to skip
-// it. ok is false, with a nil error, when neither file exists yet (the
-// container has not exited, or conmon died without writing one).
-// oomKilled reports whether conmon left an "oom" file in persistDir. An
-// unreadable or malformed file is an error. It only reads files, so it is
-// safe for concurrent use.
-func ReadExit(exitDir, persistDir, id string) (code int32, oomKilled bool, ok bool, err error) {
-	if id == "" || strings.ContainsAny(id, "/\x00") {
-		return 0, false, false, fmt.Errorf("read exit: invalid container id %q", id)
+// ReadExit reads the exit code a container's monitor wrote: its exit file,
+// else the copy in its bundle (the persist dir). ok is false, with a nil
+// error, when neither exists yet (the container has not exited, or the
+// monitor died without writing one). oomKilled reports whether the
+// monitor left an OOM marker. An unreadable or malformed file is an
+// error. It only reads files, so it is safe for concurrent use.
+func ReadExit(files layout.Container) (code int32, oomKilled bool, ok bool, err error) {
+	id := files.ID
+	if err := layout.CheckID(id); err != nil {
+		return 0, false, false, fmt.Errorf("read exit: %w", err)
 	}
-	var paths []string
-	if exitDir != "" {
-		paths = append(paths, filepath.Join(exitDir, id))
-	}
-	if persistDir != "" {
-		paths = append(paths, filepath.Join(persistDir, persistExitName))
-	}
-	for _, p := range paths {
+	for _, p := range []string{files.ExitFile, files.PersistExitFile()} {
 		data, err := os.ReadFile(p)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -57,14 +46,11 @@ func ReadExit(exitDir, persistDir, id string) (code int32, oomKilled bool, ok bo
 	if !ok {
 		return 0, false, false, nil
 	}
-	if persistDir != "" {
-		_, err := os.Stat(filepath.Join(persistDir, persistOOMName))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return 0, false, false, fmt.Errorf("read exit of %s: %w", id, err)
-		}
-		oomKilled = err == nil
+	_, err = os.Stat(files.OOMFile())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return 0, false, false, fmt.Errorf("read exit of %s: %w", id, err)
 	}
-	return code, oomKilled, true, nil
+	return code, err == nil, true, nil
 }
 
 // parseExitCode parses conmon's exit file: a decimal number. An empty
@@ -212,14 +198,14 @@ func isExitFileName(name string) bool {
 	return false
 }
 
-// ReopenLog asks the conmon of the container in bundle to reopen its log
-// file, as after log rotation: it writes "2 0 0\n" to conmon's control
-// FIFO, <bundle>/ctl. If logPath is not empty, it then waits, until ctx
-// ends, for conmon to have created logPath again. It returns an error
-// wrapping ErrNotFound when there is no ctl FIFO and ErrNotRunning when no
-// conmon reads it (conmon has exited). It is safe for concurrent use.
-func ReopenLog(ctx context.Context, bundle, logPath string) error {
-	ctl := filepath.Join(bundle, ctlFifoName)
+// ReopenLog asks a container's monitor to reopen its log file, as after
+// log rotation: it writes "2 0 0\n" to the monitor's control FIFO. If
+// logPath is not empty, it then waits, until ctx ends, for the monitor to
+// have created logPath again. It returns an error wrapping ErrNotFound
+// when there is no control FIFO and ErrNotRunning when no monitor reads
+// it (the monitor has exited). It is safe for concurrent use.
+func ReopenLog(ctx context.Context, files layout.Container, logPath string) error {
+	ctl := files.CtlFifo()
 	// Non-blocking: opening a FIFO nobody reads would otherwise hang.
 	f, err := os.OpenFile(ctl, os.O_WRONLY|syscall.O_NONBLOCK, 0)
 	switch {

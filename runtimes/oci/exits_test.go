@@ -10,12 +10,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/crisp-cri/crisp/runtimes/layout"
 )
 
 func TestReadExit(t *testing.T) {
 	tests := []struct {
 		name     string
-		files    map[string]string // relative to a temp dir: exits/<id>, persist/exit, persist/oom
+		files    map[string]string // relative to the run dir: exits/<id>, and in the bundle c/<id>/exit and c/<id>/oom
 		wantCode int32
 		wantOOM  bool
 		wantOK   bool
@@ -23,10 +25,10 @@ func TestReadExit(t *testing.T) {
 	}{
 		{"not exited", nil, 0, false, false, false},
 		{"exit dir", map[string]string{"exits/c1": "137"}, 137, false, true, false},
-		{"persist fallback", map[string]string{"persist/exit": "4\n"}, 4, false, true, false},
-		{"exit dir wins", map[string]string{"exits/c1": "1", "persist/exit": "2"}, 1, false, true, false},
-		{"oom", map[string]string{"exits/c1": "137", "persist/oom": ""}, 137, true, true, false},
-		{"oom without exit", map[string]string{"persist/oom": ""}, 0, false, false, false},
+		{"persist fallback", map[string]string{"c/c1/exit": "4\n"}, 4, false, true, false},
+		{"exit dir wins", map[string]string{"exits/c1": "1", "c/c1/exit": "2"}, 1, false, true, false},
+		{"oom", map[string]string{"exits/c1": "137", "c/c1/oom": ""}, 137, true, true, false},
+		{"oom without exit", map[string]string{"c/c1/oom": ""}, 0, false, false, false},
 		{"empty file", map[string]string{"exits/c1": ""}, 0, false, false, false},
 		{"negative", map[string]string{"exits/c1": "-1"}, -1, false, true, false},
 		{"garbage", map[string]string{"exits/c1": "abc"}, 0, false, false, true},
@@ -34,8 +36,8 @@ func TestReadExit(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			for _, d := range []string{"exits", "persist"} {
-				if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
+			for _, d := range []string{"exits", "c/c1"} {
+				if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -44,7 +46,7 @@ func TestReadExit(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			code, oom, ok, err := ReadExit(filepath.Join(dir, "exits"), filepath.Join(dir, "persist"), "c1")
+			code, oom, ok, err := ReadExit(layout.New(dir).Container("c1"))
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("ReadExit() error = %v, want error %v", err, tt.wantErr)
 			}
@@ -53,8 +55,10 @@ func TestReadExit(t *testing.T) {
 			}
 		})
 	}
-	if _, _, _, err := ReadExit(t.TempDir(), "", "../x"); err == nil {
-		t.Error("ReadExit(../x) = nil error, want invalid id")
+	for _, id := range []string{"../x", "..", ""} {
+		if _, _, _, err := ReadExit(layout.New(t.TempDir()).Container(id)); err == nil {
+			t.Errorf("ReadExit(%q) = nil error, want invalid id", id)
+		}
 	}
 }
 
@@ -212,16 +216,20 @@ func TestWatchExitsDirRemoved(t *testing.T) {
 
 func TestReopenLogFIFO(t *testing.T) {
 	ctx := context.Background()
-	bundle := t.TempDir()
-	ctl := filepath.Join(bundle, "ctl")
+	files := layout.New(t.TempDir()).Container("c1")
+	bundle := files.Bundle
+	if err := os.MkdirAll(bundle, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ctl := files.CtlFifo()
 
-	if err := ReopenLog(ctx, bundle, ""); !errors.Is(err, ErrNotFound) {
+	if err := ReopenLog(ctx, files, ""); !errors.Is(err, ErrNotFound) {
 		t.Errorf("ReopenLog(no fifo) = %v, want ErrNotFound", err)
 	}
 	if err := syscall.Mkfifo(ctl, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := ReopenLog(ctx, bundle, ""); !errors.Is(err, ErrNotRunning) {
+	if err := ReopenLog(ctx, files, ""); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("ReopenLog(no reader) = %v, want ErrNotRunning", err)
 	}
 
@@ -237,7 +245,7 @@ func TestReopenLogFIFO(t *testing.T) {
 		_ = os.WriteFile(logPath, nil, 0o600)
 	}()
 	start := time.Now()
-	if err := ReopenLog(ctx, bundle, logPath); err != nil {
+	if err := ReopenLog(ctx, files, logPath); err != nil {
 		t.Fatalf("ReopenLog() = %v", err)
 	}
 	if took := time.Since(start); took < 50*time.Millisecond {
@@ -251,7 +259,7 @@ func TestReopenLogFIFO(t *testing.T) {
 
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	if err := ReopenLog(short, bundle, filepath.Join(bundle, "never")); !errors.Is(err, context.DeadlineExceeded) {
+	if err := ReopenLog(short, files, filepath.Join(bundle, "never")); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("ReopenLog(never) = %v, want DeadlineExceeded", err)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,7 +19,7 @@ import (
 // Runtime method that applies, with crisp's monitor watching it.
 func testSubcontainerLifecycle(t *testing.T, rt *Runtime, sandboxID string, sbPid int) {
 	ctx := testCtx(t)
-	c := newSubcontainer(t, rt, sandboxID, []string{"sh", "-c", "echo hello-stdout; echo hello-stderr >&2; exec sleep 1000"})
+	c, files := newSubcontainer(t, rt, sandboxID, []string{"sh", "-c", "echo hello-stdout; echo hello-stderr >&2; exec sleep 1000"})
 	c.CgroupParent = "/" + cgroupBase + "/" + c.ID + "-pod"
 	createCtx, cancelCreate := context.WithTimeout(ctx, 30*time.Second)
 	t0 := time.Now()
@@ -33,15 +32,15 @@ func testSubcontainerLifecycle(t *testing.T, rt *Runtime, sandboxID string, sbPi
 	if pid != sbPid {
 		t.Errorf("Create() pid = %d, want the sandbox's %d", pid, sbPid)
 	}
-	if st, err := rt.State(ctx, c.ID); err != nil || st.Status != "created" || st.Bundle != c.Bundle {
-		t.Errorf("State() after Create = %+v, %v, want created in %s", st, err, c.Bundle)
+	if st, err := rt.State(ctx, c.ID); err != nil || st.Status != "created" || st.Bundle != files.Bundle {
+		t.Errorf("State() after Create = %+v, %v, want created in %s", st, err, files.Bundle)
 	}
 	// conmon wrote "-1" within milliseconds here.
 	time.Sleep(300 * time.Millisecond)
-	if code, _, ok, err := ReadExit(c.ExitDir, c.PersistDir, c.ID); ok || err != nil {
+	if code, _, ok, err := ReadExit(files); ok || err != nil {
 		t.Fatalf("exit file right after Create: %d, %v", code, err)
 	}
-	monPid, ok := monitorPid(c.Bundle, c.ID)
+	monPid, ok := monitorPid(files)
 	if !ok {
 		t.Fatal("no live monitor after Create")
 	}
@@ -73,7 +72,7 @@ func testSubcontainerLifecycle(t *testing.T, rt *Runtime, sandboxID string, sbPi
 	if err := os.Rename(c.LogPath, c.LogPath+".1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := ReopenLog(ctx, c.Bundle, c.LogPath); err != nil {
+	if err := ReopenLog(ctx, files, c.LogPath); err != nil {
 		t.Fatalf("ReopenLog() = %v", err)
 	}
 	_, _, code, err = rt.ExecSync(ctx, c.ID, specs.Process{
@@ -85,7 +84,7 @@ func testSubcontainerLifecycle(t *testing.T, rt *Runtime, sandboxID string, sbPi
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	exits, err := WatchExits(watchCtx, c.ExitDir)
+	exits, err := WatchExits(watchCtx, rt.files.Exits())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +105,7 @@ func testSubcontainerLifecycle(t *testing.T, rt *Runtime, sandboxID string, sbPi
 	case <-time.After(5 * time.Second):
 		t.Fatal("WatchExits reported nothing within 5s of SIGKILL")
 	}
-	if code, oom, ok, err := ReadExit(c.ExitDir, c.PersistDir, c.ID); err != nil || !ok || code != 137 || oom {
+	if code, oom, ok, err := ReadExit(files); err != nil || !ok || code != 137 || oom {
 		t.Errorf("ReadExit() = %d, %v, %v, %v, want 137, false, true, nil", code, oom, ok, err)
 	}
 	if st, err := rt.State(ctx, c.ID); err != nil || st.Status != "stopped" {
@@ -115,10 +114,10 @@ func testSubcontainerLifecycle(t *testing.T, rt *Runtime, sandboxID string, sbPi
 	if !waitFor(5*time.Second, func() bool { return !isMonitorOf(monPid, c.ID) }) {
 		t.Errorf("monitor %d still running after its container exited", monPid)
 	}
-	if data, err := os.ReadFile(filepath.Join(c.Bundle, monitorLogName)); err == nil {
+	if data, err := os.ReadFile(files.MonitorLog()); err == nil {
 		t.Logf("monitor.log:\n%s", data)
 	}
-	if err := ReopenLog(ctx, c.Bundle, ""); !errors.Is(err, ErrNotRunning) {
+	if err := ReopenLog(ctx, files, ""); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("ReopenLog() after the monitor exited = %v, want ErrNotRunning", err)
 	}
 	if err := rt.Start(ctx, c.ID); !errors.Is(err, ErrNotRunning) {
@@ -138,8 +137,8 @@ func testSubcontainerLifecycle(t *testing.T, rt *Runtime, sandboxID string, sbPi
 // another process that then exits, as crispd would on a restart.
 func testMonitorOutlivesLauncher(t *testing.T, rt *Runtime, sandboxID string) {
 	ctx := testCtx(t)
-	c := newSubcontainer(t, rt, sandboxID, []string{"sleep", "1000"})
-	job, err := json.Marshal(launchJob{Handler: rt.Handler(), Conmon: conmonBin, Opts: c})
+	c, files := newSubcontainer(t, rt, sandboxID, []string{"sleep", "1000"})
+	job, err := json.Marshal(launchJob{Handler: rt.Handler(), Conmon: conmonBin, RunDir: rt.files.RunDir(), Opts: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +147,7 @@ func testMonitorOutlivesLauncher(t *testing.T, rt *Runtime, sandboxID string) {
 	if out, err := launcher.CombinedOutput(); err != nil {
 		t.Fatalf("launcher: %v: %s", err, out)
 	}
-	monPid, ok := monitorPid(c.Bundle, c.ID)
+	monPid, ok := monitorPid(files)
 	if !ok {
 		t.Fatal("no live monitor after the launcher exited")
 	}
@@ -167,7 +166,7 @@ func testMonitorOutlivesLauncher(t *testing.T, rt *Runtime, sandboxID string) {
 	if err := rt.Kill(ctx, c.ID, syscall.SIGKILL, false); err != nil {
 		t.Fatal(err)
 	}
-	if code := waitExitFile(t, c, 2*time.Second); code != 137 {
+	if code := waitExitFile(t, files, 2*time.Second); code != 137 {
 		t.Errorf("exit code = %d, want 137", code)
 	}
 }

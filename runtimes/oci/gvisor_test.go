@@ -1,7 +1,6 @@
 package oci
 
 import (
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -9,21 +8,24 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/crisp-cri/crisp/runtimes/layout"
 )
 
 // newGVisorRuntime is the runsc test runtime with the test binary as
 // its sub-container monitor.
 func newGVisorRuntime(t *testing.T) *Runtime {
 	t.Helper()
-	h := newTestRuntime(t, TypeRunsc).Handler()
+	rt := newTestRuntime(t, TypeRunsc)
+	h := rt.Handler()
 	h.Monitor = testMonitor(t)
-	return New(h, conmonBin, nil)
+	return New(h, conmonBin, rt.files, nil)
 }
 
-// annotate sets the pod annotations in the bundle's config.json.
-func annotate(t *testing.T, bundle, typ, sandboxID string) {
+// annotate sets the pod annotations in the container's config.json.
+func annotate(t *testing.T, files layout.Container, typ, sandboxID string) {
 	t.Helper()
-	spec, err := readSpec(bundle)
+	spec, err := files.ReadSpec()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,11 +33,7 @@ func annotate(t *testing.T, bundle, typ, sandboxID string) {
 		"io.kubernetes.cri.container-type": typ,
 		"io.kubernetes.cri.sandbox-id":     sandboxID,
 	}
-	data, err := json.MarshalIndent(spec, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o644); err != nil {
+	if err := files.WriteSpec(spec); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -45,8 +43,8 @@ func annotate(t *testing.T, bundle, typ, sandboxID string) {
 func startSandbox(t *testing.T, rt *Runtime) (CreateOpts, int) {
 	t.Helper()
 	ctx := testCtx(t)
-	sb := newBundle(t, rt, []string{"sleep", "1000"}, nil)
-	annotate(t, sb.Bundle, "sandbox", sb.ID)
+	sb, files := newBundle(t, rt, []string{"sleep", "1000"}, nil)
+	annotate(t, files, "sandbox", sb.ID)
 	pid, err := rt.Create(ctx, sb)
 	if err != nil {
 		t.Fatalf("Create(sandbox) = %v", err)
@@ -58,28 +56,29 @@ func startSandbox(t *testing.T, rt *Runtime) (CreateOpts, int) {
 }
 
 // newSubcontainer writes the bundle of a container joining sandboxID.
-func newSubcontainer(t *testing.T, rt *Runtime, sandboxID string, args []string) CreateOpts {
+func newSubcontainer(t *testing.T, rt *Runtime, sandboxID string, args []string) (CreateOpts, layout.Container) {
 	t.Helper()
-	c := newBundle(t, rt, args, nil)
-	annotate(t, c.Bundle, "container", sandboxID)
-	return c
+	c, files := newBundle(t, rt, args, nil)
+	annotate(t, files, "container", sandboxID)
+	return c, files
 }
 
-// waitExitFile waits up to d for the container's exit file.
-func waitExitFile(t *testing.T, c CreateOpts, d time.Duration) int32 {
+// waitExitFile waits up to d for the container's exit file, and checks
+// that the copy in the bundle (the persist dir) says the same.
+func waitExitFile(t *testing.T, files layout.Container, d time.Duration) int32 {
 	t.Helper()
 	var code int32
 	ok := waitFor(d, func() bool {
 		var done bool
-		code, _, done, _ = ReadExit(c.ExitDir, "", c.ID)
+		code, done, _ = exitFileCode(files.ExitFile)
 		return done
 	})
 	if !ok {
-		t.Fatalf("no exit file for %s within %v", c.ID, d)
+		t.Fatalf("no exit file for %s within %v", files.ID, d)
 	}
-	persisted, _, _, err := ReadExit("", c.PersistDir, c.ID)
-	if err != nil || persisted != code {
-		t.Errorf("persist dir exit = %d, %v, want %d", persisted, err, code)
+	persisted, ok, err := exitFileCode(files.PersistExitFile())
+	if err != nil || !ok || persisted != code {
+		t.Errorf("persist dir exit = %d, %v, %v, want %d", persisted, ok, err, code)
 	}
 	return code
 }
@@ -92,14 +91,14 @@ func TestGVisorPod(t *testing.T) {
 	t.Run("lifecycle", func(t *testing.T) { testSubcontainerLifecycle(t, rt, sb.ID, sbPid) })
 	t.Run("exit code", func(t *testing.T) {
 		ctx := testCtx(t)
-		c := newSubcontainer(t, rt, sb.ID, []string{"sh", "-c", "echo bye; sleep 0.2; exit 3"})
+		c, files := newSubcontainer(t, rt, sb.ID, []string{"sh", "-c", "echo bye; sleep 0.2; exit 3"})
 		if _, err := rt.Create(ctx, c); err != nil {
 			t.Fatal(err)
 		}
 		if err := rt.Start(ctx, c.ID); err != nil {
 			t.Fatal(err)
 		}
-		if code := waitExitFile(t, c, 5*time.Second); code != 3 {
+		if code := waitExitFile(t, files, 5*time.Second); code != 3 {
 			t.Errorf("exit code = %d, want 3", code)
 		}
 		checkCRILog(t, waitLogLines(t, c.LogPath, 1), map[string]string{"bye": "stdout"})
@@ -110,18 +109,18 @@ func TestGVisorPod(t *testing.T) {
 	t.Run("launcher exits", func(t *testing.T) { testMonitorOutlivesLauncher(t, rt, sb.ID) })
 	t.Run("deleted unstarted", func(t *testing.T) {
 		ctx := testCtx(t)
-		c := newSubcontainer(t, rt, sb.ID, []string{"sleep", "1000"})
+		c, files := newSubcontainer(t, rt, sb.ID, []string{"sleep", "1000"})
 		if _, err := rt.Create(ctx, c); err != nil {
 			t.Fatal(err)
 		}
-		monPid, ok := monitorPid(c.Bundle, c.ID)
+		monPid, ok := monitorPid(files)
 		if !ok {
 			t.Fatal("no monitor after Create")
 		}
 		if err := rt.Delete(ctx, c.ID, true); err != nil {
 			t.Fatal(err)
 		}
-		if code := waitExitFile(t, c, 5*time.Second); code != killedExitCode {
+		if code := waitExitFile(t, files, 5*time.Second); code != killedExitCode {
 			t.Errorf("exit code = %d, want %d", code, killedExitCode)
 		}
 		if !waitFor(5*time.Second, func() bool { return !isMonitorOf(monPid, c.ID) }) {
@@ -130,7 +129,7 @@ func TestGVisorPod(t *testing.T) {
 	})
 	t.Run("started elsewhere", func(t *testing.T) {
 		ctx := testCtx(t)
-		c := newSubcontainer(t, rt, sb.ID, []string{"sleep", "1000"})
+		c, files := newSubcontainer(t, rt, sb.ID, []string{"sleep", "1000"})
 		if _, err := rt.Create(ctx, c); err != nil {
 			t.Fatal(err)
 		}
@@ -143,13 +142,13 @@ func TestGVisorPod(t *testing.T) {
 		if err := rt.Kill(ctx, c.ID, syscall.SIGKILL, false); err != nil {
 			t.Fatal(err)
 		}
-		if code := waitExitFile(t, c, 2*time.Second); code != 137 {
+		if code := waitExitFile(t, files, 2*time.Second); code != 137 {
 			t.Errorf("exit code = %d, want 137", code)
 		}
 	})
 	t.Run("rejected", func(t *testing.T) {
 		ctx := testCtx(t)
-		c := newSubcontainer(t, rt, "crisptest-no-such-sandbox", []string{"true"})
+		c, files := newSubcontainer(t, rt, "crisptest-no-such-sandbox", []string{"true"})
 		_, err := rt.Create(ctx, c)
 		if err == nil || !strings.Contains(err.Error(), "runtime failed") {
 			t.Fatalf("Create(no such sandbox) = %v, want the runtime's error", err)
@@ -158,7 +157,7 @@ func TestGVisorPod(t *testing.T) {
 		if _, err := rt.State(ctx, c.ID); !errors.Is(err, ErrNotFound) {
 			t.Errorf("State() after a failed Create = %v, want ErrNotFound", err)
 		}
-		if pid, err := readPidFile(filepath.Join(c.Bundle, monitorPidName)); err == nil {
+		if pid, err := readPidFile(files.MonitorPidFile()); err == nil {
 			if !waitFor(5*time.Second, func() bool { return !isMonitorOf(pid, c.ID) }) {
 				t.Errorf("monitor %d still running after a failed Create", pid)
 			}
@@ -166,8 +165,8 @@ func TestGVisorPod(t *testing.T) {
 	})
 	t.Run("start fails", func(t *testing.T) {
 		ctx := testCtx(t)
-		c := newSubcontainer(t, rt, sb.ID, []string{"true"})
-		if err := os.RemoveAll(filepath.Join(c.Bundle, "rootfs")); err != nil {
+		c, files := newSubcontainer(t, rt, sb.ID, []string{"true"})
+		if err := os.RemoveAll(filepath.Join(files.Bundle, "rootfs")); err != nil {
 			t.Fatal(err)
 		}
 		// runsc checks the rootfs of a sub-container only when it starts.
@@ -193,14 +192,14 @@ func TestGVisorSandboxDies(t *testing.T) {
 	rt := newGVisorRuntime(t)
 	ctx := testCtx(t)
 	sb, _ := startSandbox(t, rt)
-	c := newSubcontainer(t, rt, sb.ID, []string{"sleep", "1000"})
+	c, files := newSubcontainer(t, rt, sb.ID, []string{"sleep", "1000"})
 	if _, err := rt.Create(ctx, c); err != nil {
 		t.Fatal(err)
 	}
 	if err := rt.Start(ctx, c.ID); err != nil {
 		t.Fatal(err)
 	}
-	monPid, ok := monitorPid(c.Bundle, c.ID)
+	monPid, ok := monitorPid(files)
 	if !ok {
 		t.Fatal("no monitor")
 	}
@@ -208,7 +207,7 @@ func TestGVisorSandboxDies(t *testing.T) {
 	if err := rt.Kill(ctx, sb.ID, syscall.SIGKILL, false); err != nil {
 		t.Fatal(err)
 	}
-	if code := waitExitFile(t, c, 2*time.Second); code != killedExitCode {
+	if code := waitExitFile(t, files, 2*time.Second); code != killedExitCode {
 		t.Errorf("exit code = %d, want %d", code, killedExitCode)
 	}
 	t.Logf("sub-container exit recorded %v after the sandbox was killed", time.Since(killed))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/crisp-cri/crisp/runtimes/layout"
 )
 
 // Real binaries and the fixed state roots the integration tests use, so
@@ -55,7 +56,8 @@ func needRoot(t *testing.T, bins ...string) {
 }
 
 // newTestRuntime returns a Runtime for typ with a real binary and the
-// fixed test root. runsc gets --network=none.
+// fixed test root, keeping its containers' files under a new run dir.
+// runsc gets --network=none.
 func newTestRuntime(t *testing.T, typ string) *Runtime {
 	t.Helper()
 	h := Handler{Name: typ, Type: typ, Path: runcBin, Root: filepath.Join(testRoot, typ)}
@@ -64,7 +66,28 @@ func newTestRuntime(t *testing.T, typ string) *Runtime {
 		h.ExtraArgs = []string{"--network=none"}
 	}
 	needRoot(t, h.Path)
-	return New(h, conmonBin, nil)
+	return New(h, conmonBin, layout.New(newRunDir(t)), nil)
+}
+
+// newRunDir makes a run dir, removed at cleanup. It is short on purpose,
+// not t.TempDir(): that is named after the test, and a long name would
+// push a bundle's sockets (<run>/c/<id>/monitor.sock) past the 107 bytes
+// of a socket path. Mode 0755: runsc's sandbox runs as nobody.
+func newRunDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "crisp-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 func randomID(t *testing.T) string {
@@ -112,20 +135,18 @@ func testSpec(id string, args []string) *specs.Spec {
 	}
 }
 
-// newBundle writes a bundle for args (edited by mutate, if not nil) and
-// returns CreateOpts for it. It registers a cleanup that kills and
-// deletes the container, waits for its conmon and removes its cgroups,
-// whether or not the test created it or failed.
-func newBundle(t *testing.T, rt *Runtime, args []string, mutate func(*specs.Spec)) CreateOpts {
+// newBundle writes the bundle of a new container, where rt's layout puts
+// it, for args (edited by mutate, if not nil), and returns CreateOpts for
+// it and its files. It registers a cleanup that kills and deletes the
+// container, waits for its monitor and removes its cgroups, whether or
+// not the test created it or failed.
+func newBundle(t *testing.T, rt *Runtime, args []string, mutate func(*specs.Spec)) (CreateOpts, layout.Container) {
 	t.Helper()
 	id := randomID(t)
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "rootfs", "bin")
-	if err := os.MkdirAll(bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	files := rt.files.Container(id)
 	// Mode 0755 everywhere: runsc's sandbox runs as nobody.
-	if err := os.Chmod(dir, 0o755); err != nil {
+	bin := filepath.Join(files.Bundle, "rootfs", "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(busyboxBin)
@@ -144,48 +165,51 @@ func newBundle(t *testing.T, rt *Runtime, args []string, mutate func(*specs.Spec
 	if mutate != nil {
 		mutate(spec)
 	}
-	cfg, err := json.MarshalIndent(spec, "", "  ")
-	if err != nil {
+	if err := files.WriteSpec(spec); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	opts := CreateOpts{
-		ID:         id,
-		Bundle:     dir,
-		LogPath:    filepath.Join(dir, "logs", "ctr.log"),
-		ExitDir:    filepath.Join(dir, "exits"),
-		PersistDir: filepath.Join(dir, "persist"),
-		SocketDir:  filepath.Join(dir, "sock"),
-	}
-	t.Cleanup(func() { cleanupContainer(t, rt, opts) })
-	return opts
+	opts := CreateOpts{ID: id, LogPath: filepath.Join(files.Bundle, "logs", "ctr.log")}
+	t.Cleanup(func() { cleanupContainer(t, rt, files) })
+	return opts, files
 }
 
-func cleanupContainer(t *testing.T, rt *Runtime, c CreateOpts) {
+func cleanupContainer(t *testing.T, rt *Runtime, files layout.Container) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_ = rt.Kill(ctx, c.ID, syscall.SIGKILL, true)
-	if err := rt.Delete(ctx, c.ID, true); err != nil && !errors.Is(err, ErrNotFound) {
+	_ = rt.Kill(ctx, files.ID, syscall.SIGKILL, true)
+	if err := rt.Delete(ctx, files.ID, true); err != nil && !errors.Is(err, ErrNotFound) {
 		t.Errorf("cleanup: %v", err)
 	}
-	if pid, err := readPidFile(filepath.Join(c.Bundle, conmonPidName)); err == nil {
+	if pid, err := readPidFile(files.ConmonPidFile()); err == nil {
 		if !waitFor(5*time.Second, func() bool { return !conmonAlive(pid) }) {
 			t.Errorf("cleanup: conmon %d still running; killing it", pid)
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-	if pid, err := readPidFile(filepath.Join(c.Bundle, monitorPidName)); err == nil {
-		if !waitFor(5*time.Second, func() bool { return !isMonitorOf(pid, c.ID) }) {
+	if pid, err := readPidFile(files.MonitorPidFile()); err == nil {
+		if !waitFor(5*time.Second, func() bool { return !isMonitorOf(pid, files.ID) }) {
 			t.Errorf("cleanup: monitor %d still running; killing it", pid)
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-	if data, err := os.ReadFile(filepath.Join(c.Bundle, monitorLogName)); err == nil && strings.Contains(string(data), "DATA RACE") {
+	if data, err := os.ReadFile(files.MonitorLog()); err == nil && strings.Contains(string(data), "DATA RACE") {
 		t.Errorf("race in the monitor:\n%s", data)
 	}
-	removeTestCgroups(t, c.ID)
+	removeTestCgroups(t, files.ID)
+}
+
+// exitFileCode reads one exit file as its monitor wrote it; ok is false
+// while there is none (or it is still empty). Unlike ReadExit it looks at
+// that file alone.
+func exitFileCode(path string) (code int32, ok bool, err error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	return parseExitCode(data)
 }
 
 // conmonAlive reports whether pid is a conmon that has not exited (a

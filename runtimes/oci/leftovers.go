@@ -5,33 +5,47 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"syscall"
+
+	"github.com/crisp-cri/crisp/runtimes/layout"
 )
 
-// KillMonitor kills what still runs of container id's monitor (conmon, or
-// crisp's own), found by the pid file it left in bundle; a monitor that is
-// gone, or a pid that is now someone else's, is left alone. The reconciler
-// uses it after deleting an orphan, whose monitor nobody waits for.
-func KillMonitor(bundle, id string) error {
-	if pid, err := readPidFile(filepath.Join(bundle, conmonPidName)); err == nil && isConmon(pid) {
+// KillMonitor kills what still runs of a container's monitor (conmon, or
+// crisp's own), found by the pid file it left in the bundle; a monitor
+// that is gone, or a pid that is now someone else's, is left alone. It is
+// for containers whose monitor nobody waits for: orphans, and those
+// stopped before they started.
+func KillMonitor(files layout.Container) error {
+	if pid, err := readPidFile(files.ConmonPidFile()); err == nil && isConmon(pid) {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-			return fmt.Errorf("kill conmon of %s: %w", id, err)
+			return fmt.Errorf("kill conmon of %s: %w", files.ID, err)
 		}
 	}
-	if pid, ok := monitorPid(bundle, id); ok {
+	if pid, ok := monitorPid(files); ok {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-			return fmt.Errorf("kill monitor of %s: %w", id, err)
+			return fmt.Errorf("kill monitor of %s: %w", files.ID, err)
 		}
 	}
 	return nil
 }
 
-// ExitCodes reads every complete exit file in exitDir (conmon's and crisp's
-// monitor's --exit-dir), by container id. Files still being written, and
-// names that are no container id, are skipped; a missing dir holds none.
-func ExitCodes(exitDir string) (map[string]int32, error) {
-	entries, err := os.ReadDir(exitDir)
+// RemoveLeftovers removes what a container leaves on the node besides the
+// runtime's state and its rootfs: it kills its monitor if one still runs,
+// then removes its bundle and exit file. Both the CRI server's remove and
+// the reconciler's clean-up end here.
+func RemoveLeftovers(files layout.Container) error {
+	if err := KillMonitor(files); err != nil {
+		return err
+	}
+	return files.RemoveFiles()
+}
+
+// ExitCodes reads every complete exit file in the exit dir (conmon's and
+// crisp's monitor's --exit-dir), by container id. Files still being
+// written, and names that are no container id, are skipped; a missing dir
+// holds none.
+func ExitCodes(files layout.Layout) (map[string]int32, error) {
+	entries, err := os.ReadDir(files.Exits())
 	if errors.Is(err, fs.ErrNotExist) {
 		return map[string]int32{}, nil
 	}
@@ -43,7 +57,7 @@ func ExitCodes(exitDir string) (map[string]int32, error) {
 		if !e.Type().IsRegular() || !isExitFileName(e.Name()) {
 			continue
 		}
-		code, _, ok, err := ReadExit(exitDir, "", e.Name())
+		code, _, ok, err := ReadExit(files.Container(e.Name()))
 		if err != nil || !ok {
 			continue // malformed or half-written: the monitor's business
 		}
@@ -52,13 +66,13 @@ func ExitCodes(exitDir string) (map[string]int32, error) {
 	return out, nil
 }
 
-// MonitorAlive reports whether container id's monitor (conmon, or crisp's
+// MonitorAlive reports whether a container's monitor (conmon, or crisp's
 // own for a runsc sub-container) still runs: while it does, it has not yet
 // written the container's exit file.
-func MonitorAlive(bundle, id string) bool {
-	if pid, err := readPidFile(filepath.Join(bundle, conmonPidName)); err == nil && isConmon(pid) {
+func MonitorAlive(files layout.Container) bool {
+	if pid, err := readPidFile(files.ConmonPidFile()); err == nil && isConmon(pid) {
 		return true
 	}
-	_, ok := monitorPid(bundle, id)
+	_, ok := monitorPid(files)
 	return ok
 }

@@ -27,7 +27,7 @@ func TestLifecycle(t *testing.T) {
 func testLifecycle(t *testing.T, typ string) {
 	rt := newTestRuntime(t, typ)
 	ctx := testCtx(t)
-	c := newBundle(t, rt, []string{"sh", "-c", "echo hello-stdout; echo hello-stderr >&2; exec sleep 1000"}, nil)
+	c, files := newBundle(t, rt, []string{"sh", "-c", "echo hello-stdout; echo hello-stderr >&2; exec sleep 1000"}, nil)
 	c.CgroupParent = "/" + cgroupBase + "/" + c.ID + "-pod"
 
 	// The launching context ends as soon as Create returns; conmon and
@@ -47,8 +47,14 @@ func testLifecycle(t *testing.T, typ string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Status != "created" || st.PID != pid || st.Bundle != c.Bundle {
-		t.Errorf("State() after Create = %+v, want created, pid %d, bundle %s", st, pid, c.Bundle)
+	if st.Status != "created" || st.PID != pid || st.Bundle != files.Bundle {
+		t.Errorf("State() after Create = %+v, want created, pid %d, bundle %s", st, pid, files.Bundle)
+	}
+	if got, err := InitPID(files); err != nil || got != pid {
+		t.Errorf("InitPID() = %d, %v, want %d", got, err, pid)
+	}
+	if !MonitorAlive(files) {
+		t.Error("MonitorAlive() = false after Create")
 	}
 	t1 := time.Now()
 	if err := rt.Start(ctx, c.ID); err != nil {
@@ -62,7 +68,7 @@ func testLifecycle(t *testing.T, typ string) {
 		t.Error("second Start() = nil, want an error")
 	}
 
-	conmonPid, err := readPidFile(filepath.Join(c.Bundle, conmonPidName))
+	conmonPid, err := readPidFile(files.ConmonPidFile())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +155,7 @@ func testLifecycle(t *testing.T, typ string) {
 		if err := os.Rename(c.LogPath, c.LogPath+".1"); err != nil {
 			t.Fatal(err)
 		}
-		if err := ReopenLog(ctx, c.Bundle, c.LogPath); err != nil {
+		if err := ReopenLog(ctx, files, c.LogPath); err != nil {
 			t.Fatalf("ReopenLog() = %v", err)
 		}
 		// Write to init's stdout, which conmon reads.
@@ -164,7 +170,7 @@ func testLifecycle(t *testing.T, typ string) {
 
 	ctxW, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	exits, err := WatchExits(ctxW, c.ExitDir)
+	exits, err := WatchExits(ctxW, rt.files.Exits())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +192,7 @@ func testLifecycle(t *testing.T, typ string) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("WatchExits reported nothing within 5s of SIGKILL")
 	}
-	code, oom, ok, err := ReadExit(c.ExitDir, c.PersistDir, c.ID)
+	code, oom, ok, err := ReadExit(files)
 	if err != nil || !ok || code != 137 || oom {
 		t.Errorf("ReadExit() = %d, %v, %v, %v, want 137, false, true, nil", code, oom, ok, err)
 	}
@@ -202,7 +208,10 @@ func testLifecycle(t *testing.T, typ string) {
 	if !waitFor(5*time.Second, func() bool { return !conmonAlive(conmonPid) }) {
 		t.Errorf("conmon %d still running after its container exited", conmonPid)
 	}
-	if err := ReopenLog(ctx, c.Bundle, ""); !errors.Is(err, ErrNotRunning) {
+	if MonitorAlive(files) {
+		t.Error("MonitorAlive() = true after conmon exited")
+	}
+	if err := ReopenLog(ctx, files, ""); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("ReopenLog() after conmon exited = %v, want ErrNotRunning", err)
 	}
 

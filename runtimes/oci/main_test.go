@@ -7,6 +7,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/crisp-cri/crisp/runtimes/layout"
 )
 
 // Subcommands of the test binary, which plays crispd: the first runs
@@ -52,6 +54,7 @@ func TestMain(m *testing.M) {
 type launchJob struct {
 	Handler Handler
 	Conmon  string
+	RunDir  string // the launcher's layout, as crispd's would be after a restart
 	Opts    CreateOpts
 }
 
@@ -62,7 +65,7 @@ func launchMain(job string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rt := New(j.Handler, j.Conmon, nil)
+	rt := New(j.Handler, j.Conmon, layout.New(j.RunDir), nil)
 	if _, err := rt.Create(ctx, j.Opts); err != nil {
 		return err
 	}

@@ -8,8 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
+
+	"github.com/crisp-cri/crisp/runtimes/layout"
 )
 
 // MonitorArgs describe one container for RunMonitor. Create builds them
@@ -17,34 +18,28 @@ import (
 // gets them back with ParseMonitorArgs.
 type MonitorArgs struct {
 	ID          string
-	Bundle      string   // absolute; holds config.json and the monitor's files
+	RunDir      string   // absolute; the container's files are where its layout says
 	Runtime     string   // the runsc binary
 	RuntimeRoot string   // runsc --root
 	RuntimeArgs []string // further global runsc args, e.g. --network=host
 	LogPath     string   // CRI log file (k8s-file format)
-	ExitDir     string   // gets <ID>, the exit code
-	PersistDir  string   // gets "exit", the exit code again
 }
 
-// Files crisp's monitor keeps in the bundle, besides conmon's pidfile
-// (the container pid) and ctl (the log-reopen FIFO).
-const (
-	monitorPidName  = "monitor.pid"  // the monitor's own pid
-	monitorLogName  = "monitor.log"  // the monitor's stderr
-	monitorSockName = "monitor.sock" // start requests, see startMonitored
-)
+// files are the container's paths: its bundle, which holds config.json
+// and the monitor's own files, and its exit file.
+func (a MonitorArgs) files() layout.Container { return layout.New(a.RunDir).Container(a.ID) }
 
 // monitorStageEnv marks the detached second stage of the monitor.
 const monitorStageEnv = "_CRISP_MONITOR_STAGE"
 
 // argv is the command line ParseMonitorArgs reads back.
 func (a MonitorArgs) argv() []string {
-	args := []string{"--id=" + a.ID, "--bundle=" + a.Bundle, "--runtime=" + a.Runtime,
+	args := []string{"--id=" + a.ID, "--run-dir=" + a.RunDir, "--runtime=" + a.Runtime,
 		"--runtime-root=" + a.RuntimeRoot}
 	for _, ra := range a.RuntimeArgs {
 		args = append(args, "--runtime-arg="+ra)
 	}
-	return append(args, "--log-path="+a.LogPath, "--exit-dir="+a.ExitDir, "--persist-dir="+a.PersistDir)
+	return append(args, "--log-path="+a.LogPath)
 }
 
 // ParseMonitorArgs parses the monitor's command line: everything Create
@@ -55,7 +50,7 @@ func ParseMonitorArgs(argv []string) (MonitorArgs, error) {
 	fs := flag.NewFlagSet("monitor", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&a.ID, "id", "", "container id")
-	fs.StringVar(&a.Bundle, "bundle", "", "bundle directory")
+	fs.StringVar(&a.RunDir, "run-dir", "", "crispd's run dir")
 	fs.StringVar(&a.Runtime, "runtime", "", "runsc binary")
 	fs.StringVar(&a.RuntimeRoot, "runtime-root", "", "runsc --root")
 	fs.Func("runtime-arg", "global runsc argument (repeatable)", func(s string) error {
@@ -63,8 +58,6 @@ func ParseMonitorArgs(argv []string) (MonitorArgs, error) {
 		return nil
 	})
 	fs.StringVar(&a.LogPath, "log-path", "", "CRI log file")
-	fs.StringVar(&a.ExitDir, "exit-dir", "", "exit file directory")
-	fs.StringVar(&a.PersistDir, "persist-dir", "", "persist directory")
 	if err := fs.Parse(argv); err != nil {
 		return MonitorArgs{}, fmt.Errorf("monitor: %w", err)
 	}
@@ -75,18 +68,17 @@ func ParseMonitorArgs(argv []string) (MonitorArgs, error) {
 }
 
 func (a MonitorArgs) validate() error {
-	if a.ID == "" || strings.ContainsAny(a.ID, "/\x00") || a.ID == "." || a.ID == ".." {
-		return fmt.Errorf("monitor: invalid container id %q", a.ID)
+	if err := layout.CheckID(a.ID); err != nil {
+		return fmt.Errorf("monitor: %w", err)
 	}
-	for name, v := range map[string]string{"--bundle": a.Bundle, "--runtime": a.Runtime,
-		"--runtime-root": a.RuntimeRoot, "--log-path": a.LogPath, "--exit-dir": a.ExitDir,
-		"--persist-dir": a.PersistDir} {
+	for name, v := range map[string]string{"--run-dir": a.RunDir, "--runtime": a.Runtime,
+		"--runtime-root": a.RuntimeRoot, "--log-path": a.LogPath} {
 		if v == "" {
 			return fmt.Errorf("monitor: no %s", name)
 		}
 	}
-	if !filepath.IsAbs(a.Bundle) {
-		return fmt.Errorf("monitor: bundle %s is not absolute", a.Bundle)
+	if !filepath.IsAbs(a.RunDir) {
+		return fmt.Errorf("monitor: run dir %s is not absolute", a.RunDir)
 	}
 	return nil
 }

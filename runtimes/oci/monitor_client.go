@@ -7,12 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	runc "github.com/containerd/go-runc"
+
+	"github.com/crisp-cri/crisp/runtimes/layout"
 )
 
 // startRequest is what startMonitored sends on the monitor's socket.
@@ -27,7 +28,7 @@ type startReply struct {
 
 // monitorProc is crisp's monitor for the runsc sub-container c, which
 // prepare has checked.
-func (r *Runtime) monitorProc(c CreateOpts) (monitorProc, error) {
+func (r *Runtime) monitorProc(c CreateOpts, files layout.Container) (monitorProc, error) {
 	if len(r.h.Monitor) == 0 {
 		return monitorProc{}, fmt.Errorf("handler %s has no monitor for gVisor sub-containers (Handler.Monitor): %w",
 			r.h.Name, ErrUnsupported)
@@ -35,17 +36,17 @@ func (r *Runtime) monitorProc(c CreateOpts) (monitorProc, error) {
 	if c.Terminal || c.Stdin {
 		return monitorProc{}, fmt.Errorf("a gVisor sub-container cannot have a terminal or stdin: %w", ErrUnsupported)
 	}
-	if n := len(filepath.Join(c.Bundle, monitorSockName)); n > sockPathMax {
-		return monitorProc{}, fmt.Errorf("bundle path %s too long for the monitor socket (%d > %d bytes)", c.Bundle, n, sockPathMax)
+	if n := len(files.MonitorSocket()); n > sockPathMax {
+		return monitorProc{}, fmt.Errorf("bundle path %s too long for the monitor socket (%d > %d bytes)", files.Bundle, n, sockPathMax)
 	}
-	a := MonitorArgs{ID: c.ID, Bundle: c.Bundle, Runtime: r.h.Path, RuntimeRoot: r.h.Root,
-		RuntimeArgs: r.runtimeArgs(), LogPath: c.LogPath, ExitDir: c.ExitDir, PersistDir: c.PersistDir}
+	a := MonitorArgs{ID: c.ID, RunDir: r.files.RunDir(), Runtime: r.h.Path, RuntimeRoot: r.h.Root,
+		RuntimeArgs: r.runtimeArgs(), LogPath: c.LogPath}
 	return monitorProc{
 		name:    "monitor",
 		path:    r.h.Monitor[0],
 		args:    append(append([]string(nil), r.h.Monitor[1:]...), a.argv()...),
-		logName: monitorLogName,
-		pidName: monitorPidName,
+		logFile: files.MonitorLog(),
+		pidFile: files.MonitorPidFile(),
 		isAlive: func(pid int) bool { return isMonitorOf(pid, c.ID) },
 	}, nil
 }
@@ -56,23 +57,23 @@ func isMonitorOf(pid int, id string) bool {
 	return ok && strings.Contains(cmdline, "\x00--id="+id+"\x00")
 }
 
-// monitorPid returns the pid of the live monitor of container id, from
-// <bundle>/monitor.pid, and whether there is one.
-func monitorPid(bundle, id string) (int, bool) {
-	pid, err := readPidFile(filepath.Join(bundle, monitorPidName))
-	if err != nil || !isMonitorOf(pid, id) {
+// monitorPid returns the pid of the container's live crisp monitor, from
+// its pid file, and whether there is one.
+func monitorPid(files layout.Container) (int, bool) {
+	pid, err := readPidFile(files.MonitorPidFile())
+	if err != nil || !isMonitorOf(pid, files.ID) {
 		return 0, false
 	}
 	return pid, true
 }
 
-// startMonitored asks the monitor of the sub-container in bundle to start
+// startMonitored asks the monitor of a sub-container to start
 // it and waits, until ctx ends, for the answer. Once asked, the monitor
 // carries on even if ctx ends. A monitor that has gone away yields an
 // error wrapping ErrNotRunning; runsc's refusal is translated as for any
 // runtime command.
-func startMonitored(ctx context.Context, bundle string) error {
-	sock := filepath.Join(bundle, monitorSockName)
+func startMonitored(ctx context.Context, files layout.Container) error {
+	sock := files.MonitorSocket()
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", sock)
 	if err != nil {
@@ -96,7 +97,7 @@ func startMonitored(ctx context.Context, bundle string) error {
 		return fmt.Errorf("wait for monitor: %w", ctx.Err())
 	case err != nil:
 		// The monitor died while starting the container.
-		return fmt.Errorf("monitor of %s: %v: %w", bundle, err, ErrNotRunning)
+		return fmt.Errorf("monitor of %s: %v: %w", files.ID, err, ErrNotRunning)
 	case rep.Status != 0:
 		return translate(&runc.ExitError{Status: rep.Status}, rep.Message)
 	}

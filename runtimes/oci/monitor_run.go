@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/crisp-cri/crisp/runtimes/layout"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 )
 
@@ -50,7 +50,7 @@ func runMonitor(a MonitorArgs) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With(slog.String(logkey.Container, a.ID))
 	m := &monitor{a: a, log: log, reqs: make(chan chan startReply)}
 	m.rt = New(Handler{Name: "monitor", Type: TypeRunsc, Path: a.Runtime, Root: a.RuntimeRoot,
-		ExtraArgs: a.RuntimeArgs}, "", log)
+		ExtraArgs: a.RuntimeArgs}, "", layout.New(a.RunDir), log)
 
 	syncW := pipeFromEnv(syncPipeEnv)
 	ctl, ln, err := m.setup(syncW)
@@ -91,17 +91,17 @@ func (m *monitor) setup(syncW *os.File) (ctl *os.File, ln net.Listener, err erro
 			ctl.Close()
 		}
 	}()
-	b := m.a.Bundle
-	if err := writeFileAtomic(b, monitorPidName, []byte(strconv.Itoa(os.Getpid()))); err != nil {
+	files := m.a.files()
+	if err := writeFileAtomic(files.MonitorPidFile(), []byte(strconv.Itoa(os.Getpid()))); err != nil {
 		return nil, nil, err
 	}
 	if m.clog, err = openCRILog(m.a.LogPath); err != nil {
 		return nil, nil, err
 	}
-	if ctl, err = serveCtl(filepath.Join(b, ctlFifoName), m.clog, m.logErr); err != nil {
+	if ctl, err = serveCtl(files.CtlFifo(), m.clog, m.logErr); err != nil {
 		return nil, nil, err
 	}
-	sock := filepath.Join(b, monitorSockName)
+	sock := files.MonitorSocket()
 	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return ctl, nil, err
 	}
@@ -128,8 +128,8 @@ func (m *monitor) setup(syncW *os.File) (ctl *os.File, ln net.Listener, err erro
 func (m *monitor) create() (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
-	pidFile := filepath.Join(m.a.Bundle, pidFileName)
-	cmd := m.rt.command(ctx, "create", "--bundle", m.a.Bundle, "--pid-file", pidFile, m.a.ID)
+	files := m.a.files()
+	cmd := m.rt.command(ctx, "create", "--bundle", files.Bundle, "--pid-file", files.InitPidFile(), m.a.ID)
 	out, err := scratchFile()
 	if err != nil {
 		return 0, err
@@ -144,7 +144,7 @@ func (m *monitor) create() (int, error) {
 		}
 		return 0, fmt.Errorf("runsc create: %w", err)
 	}
-	return readPidFile(pidFile)
+	return readPidFile(files.InitPidFile())
 }
 
 // follow copies the container's output into the log until it exits, and
@@ -225,10 +225,11 @@ func (m *monitor) finish(code int) {
 		m.logErr(fmt.Errorf("close log: %w", err))
 	}
 	data := []byte(strconv.Itoa(code))
-	if err := writeFileAtomic(m.a.PersistDir, persistExitName, data); err != nil {
+	files := m.a.files()
+	if err := writeFileAtomic(files.PersistExitFile(), data); err != nil {
 		m.logErr(err)
 	}
-	if err := writeFileAtomic(m.a.ExitDir, m.a.ID, data); err != nil {
+	if err := writeFileAtomic(files.ExitFile, data); err != nil {
 		m.logErr(err)
 	}
 }

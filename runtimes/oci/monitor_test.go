@@ -10,13 +10,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/crisp-cri/crisp/runtimes/layout"
 )
 
 func TestMonitorArgs(t *testing.T) {
-	a := MonitorArgs{ID: "c1", Bundle: "/b", Runtime: "/usr/bin/runsc", RuntimeRoot: "/run/x/runsc",
-		RuntimeArgs: []string{"--network=host", "--oci-seccomp"}, LogPath: "/l/c1.log", ExitDir: "/e", PersistDir: "/p"}
-	want := "--id=c1 --bundle=/b --runtime=/usr/bin/runsc --runtime-root=/run/x/runsc " +
-		"--runtime-arg=--network=host --runtime-arg=--oci-seccomp --log-path=/l/c1.log --exit-dir=/e --persist-dir=/p"
+	a := MonitorArgs{ID: "c1", RunDir: "/r", Runtime: "/usr/bin/runsc", RuntimeRoot: "/run/x/runsc",
+		RuntimeArgs: []string{"--network=host", "--oci-seccomp"}, LogPath: "/l/c1.log"}
+	want := "--id=c1 --run-dir=/r --runtime=/usr/bin/runsc --runtime-root=/run/x/runsc " +
+		"--runtime-arg=--network=host --runtime-arg=--oci-seccomp --log-path=/l/c1.log"
 	if got := strings.Join(a.argv(), " "); got != want {
 		t.Errorf("argv() =\n%s\nwant\n%s", got, want)
 	}
@@ -24,12 +26,18 @@ func TestMonitorArgs(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(got, a) {
 		t.Errorf("ParseMonitorArgs(argv()) = %+v, %v, want %+v", got, err, a)
 	}
+	// The monitor finds the container's files where Create's layout put them.
+	if f := a.files(); f != (layout.Container{ID: "c1", Bundle: "/r/c/c1", ExitFile: "/r/exits/c1"}) {
+		t.Errorf("files() = %+v, want bundle /r/c/c1, exit file /r/exits/c1", f)
+	}
 	for name, argv := range map[string][]string{
-		"no id":           a.argv()[1:],
-		"bad id":          append(a.argv(), "--id=../x"),
-		"relative bundle": append(a.argv(), "--bundle=b"),
-		"extra argument":  append(a.argv(), "x"),
-		"unknown flag":    append(a.argv(), "--nope"),
+		"no id":            a.argv()[1:],
+		"bad id":           append(a.argv(), "--id=../x"),
+		"no run dir":       append(a.argv(), "--run-dir="),
+		"relative run dir": append(a.argv(), "--run-dir=r"),
+		"old flag":         append(a.argv(), "--bundle=/b"),
+		"extra argument":   append(a.argv(), "x"),
+		"unknown flag":     append(a.argv(), "--nope"),
 	} {
 		if _, err := ParseMonitorArgs(argv); err == nil {
 			t.Errorf("%s: ParseMonitorArgs() = nil error", name)
@@ -80,13 +88,17 @@ func TestCRILogWrite(t *testing.T) {
 // TestServeCtl drives the ctl FIFO through ReopenLog, as crispd does.
 func TestServeCtl(t *testing.T) {
 	dir := t.TempDir()
+	files := layout.New(dir).Container("c1")
+	if err := os.MkdirAll(files.Bundle, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	logPath := filepath.Join(dir, "c.log")
 	l, err := openCRILog(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.close()
-	ctl, err := serveCtl(filepath.Join(dir, ctlFifoName), l, func(err error) { t.Error(err) })
+	ctl, err := serveCtl(files.CtlFifo(), l, func(err error) { t.Error(err) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,19 +107,24 @@ func TestServeCtl(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := ReopenLog(ctx, dir, logPath); err != nil {
+	if err := ReopenLog(ctx, files, logPath); err != nil {
 		t.Fatalf("ReopenLog() = %v", err)
 	}
 	ctl.Close()
-	if err := ReopenLog(ctx, dir, ""); !errors.Is(err, ErrNotRunning) {
+	if err := ReopenLog(ctx, files, ""); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("ReopenLog() with the FIFO closed = %v, want ErrNotRunning", err)
 	}
 }
 
 func TestWriteFileAtomic(t *testing.T) {
-	dir := t.TempDir()
+	l := layout.New(t.TempDir())
+	dir := l.Exits()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	files := l.Container("c1")
 	for _, v := range []string{"-1", "137"} {
-		if err := writeFileAtomic(dir, "c1", []byte(v)); err != nil {
+		if err := writeFileAtomic(files.ExitFile, []byte(v)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -115,13 +132,13 @@ func TestWriteFileAtomic(t *testing.T) {
 	if len(ents) != 1 || ents[0].Name() != "c1" {
 		t.Errorf("dir holds %v, want only c1", ents)
 	}
-	if code, _, ok, err := ReadExit(dir, "", "c1"); code != 137 || !ok || err != nil {
+	if code, _, ok, err := ReadExit(files); code != 137 || !ok || err != nil {
 		t.Errorf("ReadExit() = %d, %v, %v", code, ok, err)
 	}
 	if isExitFileName("c1.a9Z0x1") {
 		t.Error("the temporary file name pattern passes isExitFileName")
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "missing"), "c1", nil); err == nil {
+	if err := writeFileAtomic(filepath.Join(dir, "missing", "c1"), nil); err == nil {
 		t.Error("writeFileAtomic() into a missing dir = nil error")
 	}
 }
@@ -137,16 +154,14 @@ func TestIsSubcontainer(t *testing.T) {
 		{`{"io.kubernetes.cri.container-type": "sandbox", "io.kubernetes.cri-o.ContainerType": "container"}`, false},
 		{`{}`, false},
 	} {
-		dir := t.TempDir()
+		files := layout.New(t.TempDir()).Container("c1")
 		cfg := `{"ociVersion": "1.0.2", "annotations": ` + tc.annotations + `}`
-		if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if got := isSubcontainer(dir); got != tc.want {
+		writeRawSpec(t, files, cfg)
+		if got := isSubcontainer(files); got != tc.want {
 			t.Errorf("isSubcontainer(%s) = %v, want %v", tc.annotations, got, tc.want)
 		}
 	}
-	if isSubcontainer(t.TempDir()) {
+	if isSubcontainer(layout.New(t.TempDir()).Container("c1")) {
 		t.Error("isSubcontainer(no config.json) = true")
 	}
 }
@@ -155,30 +170,31 @@ func TestIsSubcontainer(t *testing.T) {
 // cannot monitor, before it runs anything.
 func TestCreateSubcontainerChecks(t *testing.T) {
 	h := Handler{Name: "gvisor", Type: TypeRunsc, Path: "/nonexistent", Root: t.TempDir()}
-	bundle := func(t *testing.T) CreateOpts {
-		dir := t.TempDir()
+	// bundle writes a sub-container's config.json under a new run dir.
+	bundle := func(t *testing.T) (CreateOpts, layout.Layout) {
+		l := layout.New(t.TempDir())
 		cfg := `{"ociVersion": "1.0.2", "annotations": {"io.kubernetes.cri.container-type": "container"}}`
-		if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return CreateOpts{ID: "c1", Bundle: dir, LogPath: dir + "/l", ExitDir: dir + "/e", PersistDir: dir + "/p"}
+		writeRawSpec(t, l.Container("c1"), cfg)
+		return CreateOpts{ID: "c1", LogPath: filepath.Join(l.RunDir(), "l")}, l
 	}
 	t.Run("no monitor", func(t *testing.T) {
-		_, err := New(h, "/nonexistent", nil).Create(context.Background(), bundle(t))
+		c, l := bundle(t)
+		_, err := New(h, "/nonexistent", l, nil).Create(context.Background(), c)
 		if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "no monitor") {
 			t.Errorf("Create() = %v, want ErrUnsupported: no monitor", err)
 		}
 	})
 	h.Monitor = []string{"/nonexistent", "monitor"}
 	t.Run("stdin", func(t *testing.T) {
-		c := bundle(t)
+		c, l := bundle(t)
 		c.Stdin = true
-		if _, err := New(h, "/nonexistent", nil).Create(context.Background(), c); !errors.Is(err, ErrUnsupported) {
+		if _, err := New(h, "/nonexistent", l, nil).Create(context.Background(), c); !errors.Is(err, ErrUnsupported) {
 			t.Errorf("Create(stdin) = %v, want ErrUnsupported", err)
 		}
 	})
 	t.Run("no binary", func(t *testing.T) {
-		_, err := New(h, "/nonexistent", nil).Create(context.Background(), bundle(t))
+		c, l := bundle(t)
+		_, err := New(h, "/nonexistent", l, nil).Create(context.Background(), c)
 		if err == nil || !strings.Contains(err.Error(), "start monitor") {
 			t.Errorf("Create() = %v, want start monitor to fail", err)
 		}
@@ -192,14 +208,11 @@ func TestMonitorCreateTimeout(t *testing.T) {
 	r, dir := fakeRuntime(t, TypeRunsc, `case "$*" in *" create "*) exec sleep 31.7;; esac`)
 	h := r.Handler()
 	h.Monitor = testMonitor(t)
-	r = New(h, "/nonexistent", nil)
-	bundle := t.TempDir()
+	r = New(h, "/nonexistent", r.files, nil)
+	files := r.files.Container("hang2")
 	cfg := `{"ociVersion": "1.0.2", "annotations": {"io.kubernetes.cri.container-type": "container"}}`
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c := CreateOpts{ID: "hang2", Bundle: bundle, LogPath: filepath.Join(bundle, "ctr.log"),
-		ExitDir: filepath.Join(bundle, "exits"), PersistDir: filepath.Join(bundle, "persist")}
+	writeRawSpec(t, files, cfg)
+	c := CreateOpts{ID: files.ID, LogPath: filepath.Join(files.Bundle, "ctr.log")}
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -210,7 +223,7 @@ func TestMonitorCreateTimeout(t *testing.T) {
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("Create() took %v", took)
 	}
-	pid, err := readPidFile(filepath.Join(bundle, monitorPidName))
+	pid, err := readPidFile(files.MonitorPidFile())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +238,18 @@ func TestMonitorCreateTimeout(t *testing.T) {
 	if !strings.Contains(string(calls), "delete --force hang2") {
 		t.Errorf("last runtime call = %q, want delete --force hang2", calls)
 	}
-	if code, _, ok, _ := ReadExit(c.ExitDir, c.PersistDir, c.ID); ok {
+	if code, _, ok, _ := ReadExit(files); ok {
 		t.Errorf("exit file %d after a failed Create", code)
+	}
+}
+
+// writeRawSpec makes the container's bundle and writes cfg as its spec.
+func writeRawSpec(t *testing.T, files layout.Container, cfg string) {
+	t.Helper()
+	if err := os.MkdirAll(files.Bundle, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(files.Spec(), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

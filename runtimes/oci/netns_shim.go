@@ -9,6 +9,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/crisp-cri/crisp/runtimes/layout"
 )
 
 // The netns shim works around a check in runsc 0.0~20221219 (Debian's):
@@ -34,16 +36,16 @@ func netNSShimArgs(netns, runtimePath string) []string {
 }
 
 // shimNetNS returns the network namespace the shim must be given to start
-// the container in bundle, or "" when runsc runs as is: the handler is
+// the container, or "" when runsc runs as is: the handler is
 // not in NetworkSandbox mode or has no shim, or the spec names no network
 // namespace (there is no pod namespace to take over; cri refuses such
 // pods in this mode). Sub-containers never come here: they join the
 // sandbox, and get crisp's monitor.
-func (r *Runtime) shimNetNS(bundle string) string {
+func (r *Runtime) shimNetNS(files layout.Container) string {
 	if !r.Netstack() || len(r.h.NetNSShim) == 0 {
 		return ""
 	}
-	spec, err := readSpec(bundle)
+	spec, err := files.ReadSpec()
 	if err != nil || spec.Linux == nil {
 		return "" // runsc reports the unreadable spec itself
 	}

@@ -7,8 +7,9 @@
 // leave behind: exit files, OOM markers and the log-reopen control FIFO.
 //
 // It knows nothing of SQL, gRPC or CRI: it imports nothing from crisp's db or
-// cri packages, only runtimes/logkey for slog attribute keys. Container ids
-// and bundles come from the caller, which also writes config.json.
+// cri packages. Where a container's files are is runtimes/layout's to say:
+// the Runtime is given the layout once, and the caller writes config.json
+// into the bundle the layout names.
 //
 // Runtime failures are reported as errors wrapping ErrNotFound,
 // ErrNotRunning or ErrUnsupported where they apply; a runtime's non-zero
@@ -33,6 +34,7 @@ import (
 
 	runc "github.com/containerd/go-runc"
 
+	"github.com/crisp-cri/crisp/runtimes/layout"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 )
 
@@ -92,19 +94,21 @@ type State struct {
 type Runtime struct {
 	h      Handler
 	conmon string
+	files  layout.Layout
 	log    *slog.Logger
 }
 
-// New returns the Runtime for h, with conmon at conmonPath. A nil log
-// discards logs. It does not touch the filesystem.
-func New(h Handler, conmonPath string, log *slog.Logger) *Runtime {
+// New returns the Runtime for h, with conmon at conmonPath, keeping its
+// containers' files where files says. A nil log discards logs. It does
+// not touch the filesystem.
+func New(h Handler, conmonPath string, files layout.Layout, log *slog.Logger) *Runtime {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h.ExtraArgs = append([]string(nil), h.ExtraArgs...)
 	h.NetNSShim = append([]string(nil), h.NetNSShim...)
 	h.Monitor = append([]string(nil), h.Monitor...)
-	return &Runtime{h: h, conmon: conmonPath, log: log.With(slog.String(logkey.Runtime, h.Name))}
+	return &Runtime{h: h, conmon: conmonPath, files: files, log: log.With(slog.String(logkey.Runtime, h.Name))}
 }
 
 // Handler returns the handler r was built with (a copy).
@@ -252,21 +256,22 @@ func envWithout(env []string, names ...string) []string {
 func (r *Runtime) Start(ctx context.Context, id string) error {
 	shimNetNS := ""
 	if r.isRunsc() {
+		files := r.files.Container(id)
 		// If state fails, start will fail too, and say why as before.
 		st, err := r.State(ctx, id)
-		if err == nil && isSubcontainer(st.Bundle) {
+		if err == nil && isSubcontainer(files) {
 			// Asking its monitor twice (kubelet's retry of a start that a
 			// crash of crispd cut off) would start it twice.
 			if st.Status != "created" {
 				return fmt.Errorf("start %s: it is %s, not created: %w", id, st.Status, ErrNotRunning)
 			}
-			if err := startMonitored(ctx, st.Bundle); err != nil {
+			if err := startMonitored(ctx, files); err != nil {
 				return fmt.Errorf("start %s: %w", id, err)
 			}
 			return nil
 		}
 		if err == nil {
-			shimNetNS = r.shimNetNS(st.Bundle)
+			shimNetNS = r.shimNetNS(files)
 		}
 	}
 	args := []string{"start", id}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/crisp-cri/crisp/runtimes/proc"
+	"github.com/crisp-cri/crisp/runtimes/host"
 )
 
 // An infra process is PID 1 of a runc pod whose containers share a PID
@@ -102,7 +101,7 @@ func StartInfra(root, id string, o InfraOptions) (Infra, error) {
 	}
 	// Reap it if it dies while this crispd runs; after a restart, init does.
 	go func() { _ = cmd.Wait() }()
-	inf := Infra{PID: cmd.Process.Pid, Start: proc.Start(cmd.Process.Pid), Cgroup: o.Cgroup}
+	inf := Infra{PID: cmd.Process.Pid, Start: host.ProcStart(cmd.Process.Pid), Cgroup: o.Cgroup}
 	fail := func(err error) (Infra, error) {
 		_ = cmd.Process.Kill()
 		return Infra{}, fmt.Errorf("start infra of pod %s: %w", id, err)
@@ -172,14 +171,14 @@ func parseInfra(s string) (Infra, error) {
 // Alive reports whether the infra process still runs: its pid exists, has
 // the recorded start time and is not a zombie.
 func (i Infra) Alive() bool {
-	st, state := proc.Stat(i.PID)
+	st, state := host.ProcStat(i.PID)
 	return st != 0 && st == i.Start && state != "Z" && state != "X"
 }
 
 // StopInfra kills pod id's infra process (and with it every process of the
-// pod's PID namespace), waits until it is gone and removes its cgroup with
-// removeCgroup. A pod without a running infra is no error.
-func StopInfra(ctx context.Context, root, id string, removeCgroup func(string)) error {
+// pod's PID namespace), waits until it is gone and removes its cgroup. A
+// pod without a running infra is no error.
+func StopInfra(ctx context.Context, root, id string) error {
 	inf, err := LookupInfra(root, id)
 	switch {
 	case errors.Is(err, ErrNoInfra):
@@ -255,7 +254,7 @@ func InfraProcesses(root string) (map[string]Infra, error) {
 			continue
 		}
 		if id, ok := infraOf(pid, prefix); ok {
-			if start, state := proc.Stat(pid); start != 0 && state != "Z" {
+			if start, state := host.ProcStat(pid); start != 0 && state != "Z" {
 				out[id] = Infra{PID: pid, Start: start}
 			}
 		}
@@ -280,7 +279,7 @@ func infraOf(pid int, prefix string) (string, bool) {
 
 // KillStray kills pod id's infra process found by InfraProcesses, when its
 // pod dir (and record) is gone, and removes the cgroup it ran in.
-func KillStray(ctx context.Context, root, id string, removeCgroup func(string)) error {
+func KillStray(ctx context.Context, root, id string) error {
 	infras, err := InfraProcesses(root)
 	if err != nil {
 		return err
@@ -289,7 +288,7 @@ func KillStray(ctx context.Context, root, id string, removeCgroup func(string)) 
 	if !ok {
 		return nil
 	}
-	cgroup := memoryCgroup(inf.PID)
+	cgroup := host.MemoryCgroup(inf.PID)
 	if err := Kill(ctx, inf); err != nil {
 		return fmt.Errorf("infra of pod %s: %w", id, err)
 	}
@@ -299,18 +298,7 @@ func KillStray(ctx context.Context, root, id string, removeCgroup func(string)) 
 	return nil
 }
 
-// memoryCgroup is the cgroup v1 memory path of pid (where crisp placed
-// it), or "".
-func memoryCgroup(pid int) string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) == 3 && slices.Contains(strings.Split(parts[1], ","), "memory") {
-			return parts[2]
-		}
-	}
-	return ""
-}
+// removeCgroup removes an infra's cgroup. A failure is not the caller's:
+// the cgroup stays busy until the kernel has reaped the pod's processes,
+// and the reconciler's sweep of crisp's cgroups takes what is left.
+func removeCgroup(path string) { _ = host.RemoveCgroup(path) }

@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/crisp-cri/crisp/runtimes/host"
 )
 
 // DNS is a pod's DNS configuration, as kubelet sends it.
@@ -148,7 +150,7 @@ func Remove(root, id string) error {
 	dir := Dir(root, id)
 	var errs []error
 	for _, m := range []string{"ipcns", "utsns", "shm"} {
-		if err := unmount(filepath.Join(dir, m)); err != nil {
+		if err := host.Unmount(filepath.Join(dir, m)); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -176,14 +178,6 @@ func List(root string) ([]string, error) {
 		}
 	}
 	return ids, nil
-}
-
-func unmount(path string) error {
-	err := unix.Unmount(path, unix.MNT_DETACH)
-	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unmount %s: %w", path, err)
-	}
-	return nil
 }
 
 // Lookup returns the paths of what Create made for pod id under root;

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/crisp-cri/crisp/runtimes/host"
 )
 
 // recordName is the file in a pod's dir that describes the pod.
@@ -82,7 +84,7 @@ func Unpin(root, id string) error {
 	var errs []error
 	for _, m := range Pins {
 		p := filepath.Join(Dir(root, id), m)
-		if err := unmount(p); err != nil {
+		if err := host.Unmount(p); err != nil {
 			errs = append(errs, err)
 			continue
 		}

@@ -4,7 +4,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crisp-cri/crisp/runtimes/layout"
 	"github.com/crisp-cri/crisp/runtimes/oci"
 	"github.com/crisp-cri/crisp/test/harness"
 	"github.com/crisp-cri/crisp/test/images"
@@ -146,20 +146,20 @@ func BenchmarkRawConmonRunc(b *testing.B) {
 	os.MkdirAll(filepath.Join(rootfs, "bin"), 0o755)
 	os.WriteFile(filepath.Join(rootfs, "bin", "busybox"), busybox, 0o755)
 	os.Symlink("busybox", filepath.Join(rootfs, "bin", "sleep"))
+	files := layout.New(dir)
 	rt := oci.New(oci.Handler{Name: "runc", Path: "/usr/sbin/runc", Root: filepath.Join(dir, "runc"), Type: "runc"},
-		"/usr/bin/conmon", slog.New(slog.NewTextHandler(io.Discard, nil)))
+		"/usr/bin/conmon", files, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx := context.Background()
 	up, down := &latencies{name: "up"}, &latencies{name: "down"}
 	i := 0
 	for b.Loop() {
 		i++
 		id := fmt.Sprintf("%064x", i)
-		bundle := filepath.Join(dir, "b", id[:12])
-		os.MkdirAll(bundle, 0o755)
-		writeSpec(b, bundle, rootfs, id)
+		ctr := files.Container(id)
+		os.MkdirAll(ctr.Bundle, 0o755)
+		writeSpec(b, ctr, rootfs)
 		start := time.Now()
-		if _, err := rt.Create(ctx, oci.CreateOpts{ID: id, Bundle: bundle, LogPath: filepath.Join(bundle, "log"),
-			ExitDir: filepath.Join(dir, "exits"), PersistDir: bundle, SocketDir: filepath.Join(dir, "s")}); err != nil {
+		if _, err := rt.Create(ctx, oci.CreateOpts{ID: id, LogPath: filepath.Join(ctr.Bundle, "log")}); err != nil {
 			b.Fatal(err)
 		}
 		if err := rt.Start(ctx, id); err != nil {
@@ -171,7 +171,7 @@ func BenchmarkRawConmonRunc(b *testing.B) {
 			b.Fatal(err)
 		}
 		for {
-			if _, _, ok, _ := oci.ReadExit(filepath.Join(dir, "exits"), bundle, id); ok {
+			if _, _, ok, _ := oci.ReadExit(ctr); ok {
 				break
 			}
 			time.Sleep(time.Millisecond)
@@ -185,8 +185,9 @@ func BenchmarkRawConmonRunc(b *testing.B) {
 	down.report(b)
 }
 
-// writeSpec writes a minimal OCI spec running sleep from rootfs.
-func writeSpec(b *testing.B, bundle, rootfs, id string) {
+// writeSpec writes a minimal OCI spec running sleep from rootfs into the
+// container's bundle.
+func writeSpec(b *testing.B, ctr layout.Container, rootfs string) {
 	b.Helper()
 	spec := specs.Spec{
 		Version: specs.Version,
@@ -198,11 +199,7 @@ func writeSpec(b *testing.B, bundle, rootfs, id string) {
 				{Type: specs.UTSNamespace}, {Type: specs.NetworkNamespace}},
 		},
 	}
-	blob, err := json.Marshal(spec)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), blob, 0o644); err != nil {
+	if err := ctr.WriteSpec(&spec); err != nil {
 		b.Fatal(err)
 	}
 }

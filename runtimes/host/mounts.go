@@ -1,0 +1,105 @@
+package host
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Mounts is what crisp needs of the mount table.
+type Mounts struct {
+	At       map[string]bool // every mount point
+	Overlays []string        // overlay mount points
+	// Cgroups are the cgroup (v1 and v2) mount points, one per
+	// hierarchy: a hierarchy mounted twice is walked once.
+	Cgroups []string
+	// V1 maps each cgroup v1 controller to its hierarchy's mount point.
+	V1 map[string]string
+}
+
+// mountInfo is the mount table ReadMounts reads.
+const mountInfo = "/proc/self/mountinfo"
+
+// ReadMounts reads this process's mount table.
+func ReadMounts() (Mounts, error) {
+	f, err := os.Open(mountInfo)
+	if err != nil {
+		return Mounts{}, fmt.Errorf("read mount table: %w", err)
+	}
+	defer f.Close()
+	return parseMounts(f)
+}
+
+// parseMounts parses mountinfo lines:
+//
+//	36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
+func parseMounts(r io.Reader) (Mounts, error) {
+	m := Mounts{At: map[string]bool{}, V1: map[string]string{}}
+	devices := map[string]bool{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		pf, sf := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(pf) < 5 || len(sf) < 1 {
+			continue
+		}
+		point := unescape(pf[4])
+		m.At[point] = true
+		switch sf[0] {
+		case "overlay":
+			m.Overlays = append(m.Overlays, point)
+		case "cgroup", "cgroup2":
+			if sf[0] == "cgroup" && len(sf) >= 3 {
+				for _, opt := range strings.Split(sf[2], ",") {
+					if _, seen := m.V1[opt]; !seen {
+						m.V1[opt] = point
+					}
+				}
+			}
+			if !devices[pf[2]] {
+				devices[pf[2]] = true
+				m.Cgroups = append(m.Cgroups, point)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return Mounts{}, fmt.Errorf("read mount table: %w", err)
+	}
+	return m, nil
+}
+
+// unescape undoes mountinfo's octal escapes (\040 for a space, ...).
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// Unmount detaches the mount at path. Nothing mounted there, or no path,
+// is no error.
+func Unmount(path string) error {
+	err := unix.Unmount(path, unix.MNT_DETACH)
+	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount %s: %w", path, err)
+	}
+	return nil
+}
