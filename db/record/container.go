@@ -51,15 +51,15 @@ type Container struct {
 // leaves a as it was.
 func WriteContainer(a map[string]string, c Container) error {
 	if err := c.check(); err != nil {
-		return fmt.Errorf("container record of %s: %w", c.Name, err)
+		return fmt.Errorf("container record of %q: %w", c.Name, err)
 	}
 	labels, err := json.Marshal(c.Labels)
 	if err != nil {
-		return fmt.Errorf("container record of %s: encode labels: %w", c.Name, err)
+		return fmt.Errorf("container record of %q: encode labels: %w", c.Name, err)
 	}
 	annotations, err := json.Marshal(c.Annotations)
 	if err != nil {
-		return fmt.Errorf("container record of %s: encode annotations: %w", c.Name, err)
+		return fmt.Errorf("container record of %q: encode annotations: %w", c.Name, err)
 	}
 	a[AnnotationVersion] = versionString
 	a[AnnotationSandboxID] = c.SandboxID

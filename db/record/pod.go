@@ -82,19 +82,19 @@ func (p Pod) Row() db.Sandbox {
 func WritePod(dir string, p Pod) error {
 	p.Version = Version
 	if err := p.Sandbox.check(v1Keys); err != nil {
-		return fmt.Errorf("pod record of %s: %w", p.Sandbox.ID, err)
+		return fmt.Errorf("pod record of %q: %w", p.Sandbox.ID, err)
 	}
 	b, err := json.Marshal(p)
 	if err != nil {
-		return fmt.Errorf("encode pod record of %s: %w", p.Sandbox.ID, err)
+		return fmt.Errorf("encode pod record of %q: %w", p.Sandbox.ID, err)
 	}
 	tmp := filepath.Join(dir, "."+PodFile+".tmp")
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("write pod record of %s: %w", p.Sandbox.ID, err)
+		return fmt.Errorf("write pod record of %q: %w", p.Sandbox.ID, err)
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, PodFile)); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("write pod record of %s: %w", p.Sandbox.ID, err)
+		return fmt.Errorf("write pod record of %q: %w", p.Sandbox.ID, err)
 	}
 	return nil
 }
