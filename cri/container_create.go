@@ -103,7 +103,7 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 	failpoint.Hit("container.create.after-storage")
 	t.done("storage")
 
-	p := pod.Lookup(s.podRoot, sb.ID)
+	p := pod.Lookup(s.files.Pods(), sb.ID)
 	infraPID, err := s.infraPID(ctx, rt, sb)
 	if err != nil {
 		return err

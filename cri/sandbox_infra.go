@@ -38,9 +38,9 @@ func (s *Server) startInfraProcess(row db.Sandbox, cfg *runtimeapi.PodSandboxCon
 	if err != nil {
 		return nil, err
 	}
-	p := pod.Lookup(s.podRoot, row.ID)
-	undo := func(ctx context.Context) error { return pod.StopInfra(ctx, s.podRoot, row.ID) }
-	_, err = pod.StartInfra(s.podRoot, row.ID, pod.InfraOptions{
+	p := pod.Lookup(s.files.Pods(), row.ID)
+	undo := func(ctx context.Context) error { return pod.StopInfra(ctx, s.files.Pods(), row.ID) }
+	_, err = pod.StartInfra(s.files.Pods(), row.ID, pod.InfraOptions{
 		Exe: s.crispdPath, NSEnter: nsenter, NetNS: netns, IPCNS: p.IPCNS, UTSNS: p.UTSNS, Cgroup: cgroup,
 		Place: func(pid int, cgroup string) error {
 			if err := host.MoveToCgroup(pid, cgroup); err != nil {
@@ -58,7 +58,7 @@ func (s *Server) startInfraProcess(row db.Sandbox, cfg *runtimeapi.PodSandboxCon
 // stopInfraProcess kills a runc pod's infra process, if it has one, and
 // removes the cgroup it was placed in.
 func (s *Server) stopInfraProcess(ctx context.Context, sb db.Sandbox) error {
-	return pod.StopInfra(ctx, s.podRoot, sb.ID)
+	return pod.StopInfra(ctx, s.files.Pods(), sb.ID)
 }
 
 // startInfra runs a pod's infra container, `crispd pause` from an empty
@@ -76,7 +76,7 @@ func (s *Server) startInfra(ctx context.Context, row db.Sandbox, cfg *runtimeapi
 		return nil, fmt.Errorf("create infra rootfs: %w", err)
 	}
 	undo := func(ctx context.Context) error { return s.deleteInfra(ctx, rt, row.ID) }
-	p := pod.Lookup(s.podRoot, row.ID)
+	p := pod.Lookup(s.files.Pods(), row.ID)
 	spec, err := ocispec.ForSandboxInfra(ocispec.InfraInput{
 		Sandbox: ocispec.Sandbox{
 			ID: row.ID, Handler: row.Handler, RuntimeType: rt.Handler().Type, InfraID: row.ID, NetNSPath: netns,
@@ -133,7 +133,7 @@ func (s *Server) deleteInfra(ctx context.Context, rt *oci.Runtime, id string) er
 // infraPID is the pid of a pod's running infra, 0 without one.
 func (s *Server) infraPID(ctx context.Context, rt *oci.Runtime, sb db.Sandbox) (int, error) {
 	if sb.InfraID == "" {
-		inf, err := pod.LookupInfra(s.podRoot, sb.ID)
+		inf, err := pod.LookupInfra(s.files.Pods(), sb.ID)
 		switch {
 		case errors.Is(err, pod.ErrNoInfra):
 			return 0, nil

@@ -1,13 +1,12 @@
 package cri
 
 import (
-	"encoding/json"
-	"fmt"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/db/record"
 	"github.com/crisp-cri/crisp/runtimes/pod"
 )
 
@@ -19,11 +18,7 @@ func (s *Server) writePodRecord(row db.Sandbox, cfg *runtimeapi.PodSandboxConfig
 	if row.CreatedAt == 0 {
 		row.CreatedAt = time.Now().UnixNano() // the row's own stamp is a few µs earlier
 	}
-	b, err := json.Marshal(row)
-	if err != nil {
-		return fmt.Errorf("encode pod record: %w", err)
-	}
-	rec := pod.Record{Row: b, Infra: infra,
-		NetNS: nsOptions(cfg).Network != runtimeapi.NamespaceMode_NODE}
-	return pod.WriteRecord(s.podRoot, row.ID, rec)
+	rec := record.NewPod(row, infra,
+		nsOptions(cfg).Network != runtimeapi.NamespaceMode_NODE)
+	return record.WritePod(pod.Dir(s.files.Pods(), row.ID), rec)
 }

@@ -137,7 +137,7 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 		}
 		t.done("delete-infra")
 	}
-	if err := pod.Remove(s.podRoot, sb.ID); err != nil {
+	if err := pod.Remove(s.files.Pods(), sb.ID); err != nil {
 		return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)
 	}
 	t.done("pod-dir")

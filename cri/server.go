@@ -70,7 +70,6 @@ type Server struct {
 	handlers map[string]Handler
 	trust    trust.Config
 	files    layout.Layout
-	podRoot  string // files.Pods()
 	log      *slog.Logger
 	locks    keyedLocks
 	exits    exitNotifier
@@ -86,6 +85,6 @@ type Server struct {
 // NewServer returns the CRI server over d.
 func NewServer(d Deps) *Server {
 	return &Server{store: d.Store, images: d.Images, net: d.Network, handlers: d.Handlers, trust: d.Trust,
-		files: d.Files, podRoot: d.Files.Pods(), log: d.Log,
+		files: d.Files, log: d.Log,
 		clampOOM: d.ClampOOMScoreAdj, cgroupNS: d.CgroupNamespace, hostCaps: d.HostCaps, hostDevices: d.HostDevices, crispdPath: d.CrispdPath}
 }

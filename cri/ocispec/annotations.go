@@ -1,13 +1,18 @@
 package ocispec
 
 import (
+	"fmt"
 	"maps"
 	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/crisp-cri/crisp/db/record"
 )
 
-// Annotations ocispec sets. The io.kubernetes.cri ones are the keys
-// containerd uses, which runsc reads to group a pod's containers into one
-// gVisor sandbox; the io.crisp ones help rebuild a lost database row.
+// Annotations ocispec sets. They are the keys containerd uses, which runsc
+// reads to group a pod's containers into one gVisor sandbox. A container's
+// spec also carries its record, whose keys are db/record's.
 const (
 	AnnotationContainerType    = "io.kubernetes.cri.container-type"
 	AnnotationSandboxID        = "io.kubernetes.cri.sandbox-id"
@@ -16,23 +21,6 @@ const (
 	AnnotationSandboxUID       = "io.kubernetes.cri.sandbox-uid"
 	AnnotationContainerName    = "io.kubernetes.cri.container-name"
 	AnnotationImageName        = "io.kubernetes.cri.image-name"
-	AnnotationImageRef         = "io.crisp.image-ref"
-	AnnotationLogPath          = "io.crisp.log-path"
-)
-
-// Annotations from which the reconciler rebuilds a container's database
-// row when the database is lost, together with AnnotationImageRef,
-// AnnotationLogPath and the pod's keys above (see rebuild.go).
-const (
-	AnnotationCrispSandboxID = "io.crisp.sandbox-id"     // crisp's pod id (runsc's grouping id may differ)
-	AnnotationCrispName      = "io.crisp.container-name" // crisp's full container name
-	AnnotationKubeName       = "io.crisp.kube-name"      // metadata.name
-	AnnotationAttempt        = "io.crisp.attempt"        // metadata.attempt
-	AnnotationLabels         = "io.crisp.labels"         // CRI labels, a JSON object
-	AnnotationCRIAnnotations = "io.crisp.annotations"    // CRI annotations, a JSON object
-	AnnotationImage          = "io.crisp.image"          // the image as requested
-	AnnotationHandler        = "io.crisp.handler"        // the pod's runtime handler
-	AnnotationConfig         = "io.crisp.config"         // the CRI ContainerConfig, deterministic protobuf, base64
 )
 
 // Values of AnnotationContainerType: runsc starts a gVisor sandbox for a
@@ -114,15 +102,24 @@ func containerAnnotations(in *ContainerInput) (map[string]string, error) {
 	} else if n := img.GetImage(); n != "" {
 		out[AnnotationImageName] = n
 	}
-	if in.ImageRef != "" {
-		out[AnnotationImageRef] = in.ImageRef
-	}
-	if in.LogPath != "" {
-		out[AnnotationLogPath] = in.LogPath
-	}
-	if err := rowAnnotations(out, in); err != nil {
+	if err := recordAnnotations(out, in); err != nil {
 		return nil, err
 	}
 	maps.Copy(out, in.Annotations)
 	return out, nil
+}
+
+// recordAnnotations adds the container's record, from which the reconciler
+// rebuilds its row if the database is lost.
+func recordAnnotations(out map[string]string, in *ContainerInput) error {
+	blob, err := proto.MarshalOptions{Deterministic: true}.Marshal(in.Config)
+	if err != nil {
+		return fmt.Errorf("encode container config: %w", err)
+	}
+	return record.WriteContainer(out, record.Container{
+		SandboxID: in.Sandbox.ID, Name: in.Name, KubeName: in.Config.GetMetadata().GetName(),
+		Attempt: in.Config.GetMetadata().GetAttempt(), Image: in.Config.GetImage().GetImage(), ImageRef: in.ImageRef,
+		LogPath: in.LogPath, Handler: in.Sandbox.Handler,
+		Labels: in.Config.GetLabels(), Annotations: in.Config.GetAnnotations(), Config: blob,
+	})
 }

@@ -100,7 +100,7 @@ func runBusybox(t *testing.T, runc string, edit func(*ContainerInput)) string {
 if touch /written 2>/dev/null; then echo rootfs=rw; else echo rootfs=ro; fi
 echo "env=$FOO home=$HOME"`
 	in := ContainerInput{
-		ID: id,
+		ID: id, Name: "app",
 		Config: &runtimeapi.ContainerConfig{
 			Metadata: &runtimeapi.ContainerMetadata{Name: "app"},
 			Command:  []string{"/bin/sh", "-c", script},
@@ -119,7 +119,7 @@ echo "env=$FOO home=$HOME"`
 			},
 		},
 		Sandbox: Sandbox{
-			ID: "pod", RuntimeType: RuntimeRunc, Hostname: "ocispec-test",
+			ID: "pod", Handler: "runc", RuntimeType: RuntimeRunc, Hostname: "ocispec-test",
 			ResolvConf: filepath.Join(pod, "resolv.conf"), Hosts: filepath.Join(pod, "hosts"), HostnameFile: filepath.Join(pod, "hostname"),
 			CgroupParent: parent,
 			Config: &runtimeapi.PodSandboxConfig{Linux: &runtimeapi.LinuxPodSandboxConfig{

@@ -8,7 +8,8 @@
 // devices, the daemon's capabilities) for callers to pass in.
 //
 // It imports cri-api, runtime-spec, image-spec and moby's seccomp profiles,
-// and nothing from crisp: no db, no gRPC, no runtimes.
+// and from crisp only db/record, which owns the container record a spec
+// carries: no gRPC, no runtimes.
 package ocispec
 
 import (
@@ -70,9 +71,9 @@ type ContainerInput struct {
 	Config     *runtimeapi.ContainerConfig
 	Sandbox    Sandbox
 	Image      *imgspecv1.Image // Env, Entrypoint, Cmd, WorkingDir, User; nil = none
-	ImageRef   string           // resolved image id, recorded as AnnotationImageRef
+	ImageRef   string           // resolved image id, kept in the container's record
 	RootfsPath string           // mounted rootfs (overlay merged dir), absolute
-	LogPath    string           // recorded as AnnotationLogPath
+	LogPath    string           // kept in the container's record
 
 	// Rootfs serves etc/passwd and etc/group for user resolution. nil opens
 	// RootfsPath with os.OpenRoot, so symlinks cannot leave the rootfs.

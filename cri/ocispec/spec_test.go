@@ -6,6 +6,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crisp-cri/crisp/db/record"
 )
 
 func TestForContainerChecks(t *testing.T) {
@@ -107,7 +109,7 @@ func TestContainerAnnotations(t *testing.T) {
 			},
 			want: with(map[string]string{
 				AnnotationSandboxID: "pod1", "a": "1", "b": "crisp", "io.crisp.pod": "pod1", "example.com/x": "2", "pod.example/p": "3",
-				AnnotationImageName: "busybox", AnnotationImageRef: "sha256:abc", AnnotationLogPath: "/var/log/pods/x/app/0.log",
+				AnnotationImageName: "busybox", record.AnnotationImageRef: "sha256:abc", record.AnnotationLogPath: "/var/log/pods/x/app/0.log",
 			}),
 		},
 		{
@@ -127,7 +129,7 @@ func TestContainerAnnotations(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := maps.Clone(s.Annotations)
-			for _, k := range rowKeys { // TestRowRoundTrip pins them
+			for _, k := range recordKeys { // TestSpecCarriesRecord pins them
 				delete(got, k)
 			}
 			if !maps.Equal(got, tt.want) {

@@ -76,7 +76,7 @@ func FuzzCreateContainer(f *testing.F) {
 		podCfg := kubeletPod().Config
 		podCfg.Linux.SecurityContext.Privileged = true
 		podCfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_NODE
-		sb := ocispec.Sandbox{ID: "p1", RuntimeType: ocispec.RuntimeRunc, InfraPID: 1, NetNSPath: "/run/netns/p1",
+		sb := ocispec.Sandbox{ID: "p1", Handler: "runc", RuntimeType: ocispec.RuntimeRunc, InfraPID: 1, NetNSPath: "/run/netns/p1",
 			IPCNSPath: "/run/crisp/pods/p1/ipc", UTSNSPath: "/run/crisp/pods/p1/uts", Privileged: true, Config: podCfg}
 		if err := ocispec.CheckContainerInPod(r.Config, sb); err != nil {
 			requireValidationError(t, err)

@@ -2,12 +2,12 @@
 // reconciler.Storage, Runtime and Leftovers over go.podman.io/storage,
 // every configured OCI runtime, the pod dirs, and the network (netns pins,
 // CNI, host-local allocations), plus the overlay mounts and cgroups crisp's
-// containers leave. It rebuilds rows from what crisp wrote on the node:
-// pods from their pod dir's record, containers from their config.json
-// annotations (cri/ocispec.ReadRow).
+// containers leave. It rebuilds rows from the records crisp wrote on the
+// node (db/record): pods from their pod dir's sandbox.json, containers from
+// their config.json annotations.
 //
-// It imports the runtimes packages, db and reconciler, and ocispec only for
-// the annotation keys it shares with the writer; never cri or gRPC.
+// It imports the runtimes packages, db, db/record and reconciler; never cri
+// or gRPC.
 package node
 
 import (

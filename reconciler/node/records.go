@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,8 +12,8 @@ import (
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/crisp-cri/crisp/cri/ocispec"
 	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/db/record"
 	"github.com/crisp-cri/crisp/reconciler"
 	"github.com/crisp-cri/crisp/runtimes/host"
 	"github.com/crisp-cri/crisp/runtimes/layout"
@@ -44,36 +43,33 @@ func (n *Node) Records(context.Context) ([]reconciler.Record, error) {
 		return nil, fmt.Errorf("list pod dirs: %w", err)
 	}
 	for _, id := range ids {
-		if !pod.HasRecord(n.cfg.Files.Pods(), id) {
+		if !record.HasPod(pod.Dir(n.cfg.Files.Pods(), id)) {
 			continue
 		}
 		rec := reconciler.Record{ID: id, Kind: db.KindPod}
-		pr, sb, err := n.readPod(id)
+		pr, err := n.readPod(id)
 		if err != nil {
 			if fi, err := os.Stat(pod.Dir(n.cfg.Files.Pods(), id)); err == nil {
 				rec.Created = fi.ModTime()
 			}
 		} else {
-			rec.Name, rec.Created, rec.Infra, rec.NetNS = sb.Name, db.Time(sb.CreatedAt), pr.Infra, pr.NetNS
+			rec.Name, rec.Created, rec.Infra, rec.NetNS = pr.Sandbox.Name, db.Time(pr.Sandbox.CreatedAt), pr.Infra, pr.NetNS
 		}
 		out = append(out, rec)
 	}
 	return out, nil
 }
 
-func (n *Node) readPod(id string) (pod.Record, db.Sandbox, error) {
-	var sb db.Sandbox
-	pr, err := pod.ReadRecord(n.cfg.Files.Pods(), id)
+// readPod reads pod id's record, which must describe that pod.
+func (n *Node) readPod(id string) (record.Pod, error) {
+	pr, err := record.ReadPod(pod.Dir(n.cfg.Files.Pods(), id))
 	if err != nil {
-		return pr, sb, notFound(err)
+		return pr, notFound(err)
 	}
-	if err := json.Unmarshal(pr.Row, &sb); err != nil {
-		return pr, sb, fmt.Errorf("pod record of %s: %w", id, err)
+	if pr.Sandbox.ID != id {
+		return pr, fmt.Errorf("pod record of %s describes %q (%q)", id, pr.Sandbox.ID, pr.Sandbox.Name)
 	}
-	if sb.ID != id || sb.Name == "" || len(sb.Config) == 0 {
-		return pr, sb, fmt.Errorf("pod record of %s describes %q (%q)", id, sb.ID, sb.Name)
-	}
-	return pr, sb, nil
+	return pr, nil
 }
 
 // Rebuild reads back the row of a pod or container record. The state is
@@ -88,11 +84,12 @@ func (n *Node) Rebuild(_ context.Context, rec reconciler.Record) (reconciler.Reb
 }
 
 func (n *Node) rebuildSandbox(id string) (db.Sandbox, error) {
-	pr, sb, err := n.readPod(id)
+	pr, err := n.readPod(id)
 	if err != nil {
-		return sb, err
+		return db.Sandbox{}, err
 	}
-	sb.State, sb.NetNSPath, sb.IPs, sb.InfraID = db.SandboxNotReady, "", nil, ""
+	sb := pr.Row()
+	sb.State = db.SandboxNotReady
 	if pr.Infra {
 		sb.InfraID = id
 	}
@@ -138,15 +135,12 @@ func (n *Node) rebuildContainer(id string) (db.Container, error) {
 	if err != nil {
 		return c, err
 	}
-	row, err := ocispec.ReadRow(spec.Annotations)
+	cr, err := record.ReadContainer(spec.Annotations)
 	if err != nil {
 		return c, fmt.Errorf("config.json of container %s: %w", id, err)
 	}
-	c = db.Container{
-		ID: id, SandboxID: row.SandboxID, Name: row.Name, KubeName: row.KubeName, Attempt: row.Attempt,
-		Image: row.Image, ImageRef: row.ImageRef, LogPath: row.LogPath, Labels: row.Labels, Annotations: row.Annotations,
-		Config: row.Config, ConfigHash: db.ConfigHash(row.Config, row.SandboxID), CreatedAt: rec.Meta.Created.UnixNano(),
-	}
+	c = cr.Row(id)
+	c.CreatedAt = rec.Meta.Created.UnixNano()
 	files := n.cfg.Files.Container(id)
 	if pid, err := oci.InitPID(files); err == nil {
 		// Init was spawned at create; its start is the closest to started_at

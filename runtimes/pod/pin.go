@@ -1,11 +1,16 @@
 package pod
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/crisp-cri/crisp/runtimes/host"
 )
 
 // pin creates a namespace of kind (CLONE_NEWIPC, CLONE_NEWUTS) and keeps it
@@ -40,4 +45,28 @@ func pin(path string, kind int, hostname string) (string, error) {
 		return "", fmt.Errorf("pin namespace at %s: %w", path, err)
 	}
 	return path, nil
+}
+
+// Pins are the mount points Create may have made in a pod's dir: its
+// /dev/shm and its pinned IPC and UTS namespaces.
+var Pins = []string{"shm", "ipcns", "utsns"}
+
+// Unpin unmounts pod id's pins and removes them, leaving its record and
+// files: what a reboot leaves of a pod whose run dir survived.
+func Unpin(root, id string) error {
+	if !validID.MatchString(id) {
+		return fmt.Errorf("pod id %q is not 64 hex characters", id)
+	}
+	var errs []error
+	for _, m := range Pins {
+		p := filepath.Join(Dir(root, id), m)
+		if err := host.Unmount(p); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
