@@ -180,6 +180,7 @@ func checkMode(t *testing.T, p, key string) {
 		return
 	}
 	got := fi.Mode().String()
+	t.Logf("%s %s", got, p) // with -v: the stat of every file checked
 	want, ok := expectedModes[key]
 	switch {
 	case !ok:
