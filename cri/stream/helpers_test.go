@@ -117,7 +117,7 @@ func startContainer(t *testing.T, args []string, o ctrOpts) testContainer {
 // socket path.
 func newRunDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "crisp-")
+	dir, err := os.MkdirTemp("", "crisp-stream-")
 	if err != nil {
 		t.Fatal(err)
 	}

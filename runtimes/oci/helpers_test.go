@@ -75,7 +75,7 @@ func newTestRuntime(t *testing.T, typ string) *Runtime {
 // of a socket path. Mode 0755: runsc's sandbox runs as nobody.
 func newRunDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "crisp-")
+	dir, err := os.MkdirTemp("", "crisp-oci-")
 	if err != nil {
 		t.Fatal(err)
 	}

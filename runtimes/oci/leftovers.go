@@ -34,6 +34,9 @@ func KillMonitor(files layout.Container) error {
 // then removes its bundle and exit file. Both the CRI server's remove and
 // the reconciler's clean-up end here.
 func RemoveLeftovers(files layout.Container) error {
+	if err := layout.CheckID(files.ID); err != nil {
+		return fmt.Errorf("remove leftovers: %w", err)
+	}
 	if err := KillMonitor(files); err != nil {
 		return err
 	}
