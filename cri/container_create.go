@@ -17,7 +17,6 @@ import (
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 	"github.com/crisp-cri/crisp/runtimes/oci"
-	"github.com/crisp-cri/crisp/runtimes/pod"
 	"github.com/crisp-cri/crisp/runtimes/storage"
 )
 
@@ -103,7 +102,7 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 	failpoint.Hit("container.create.after-storage")
 	t.done("storage")
 
-	p := pod.Lookup(s.files.Pods(), sb.ID)
+	p := s.pods.Lookup(sb.ID)
 	infraPID, err := s.infraPID(ctx, rt, sb)
 	if err != nil {
 		return err
@@ -210,7 +209,7 @@ func containerLogPath(logDir, logPath string) (string, error) {
 }
 
 // runtimeFor is the runtime of a handler recorded on a sandbox.
-func (s *Server) runtimeFor(handler string) (*oci.Runtime, error) {
+func (s *Server) runtimeFor(handler string) (Runtime, error) {
 	h, ok := s.handlers[handler]
 	rt := h.Runtime
 	if !ok || rt == nil {

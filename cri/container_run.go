@@ -64,7 +64,7 @@ func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContai
 
 // initPID is a started container's init pid: from the pid file its monitor
 // wrote at create, which saves running the runtime, else from the runtime.
-func (s *Server) initPID(ctx context.Context, rt *oci.Runtime, id string) (int, error) {
+func (s *Server) initPID(ctx context.Context, rt Runtime, id string) (int, error) {
 	if pid, err := oci.InitPID(s.files.Container(id)); err == nil {
 		return pid, nil
 	}
@@ -94,7 +94,7 @@ func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContaine
 	return &runtimeapi.StopContainerResponse{}, nil
 }
 
-func (s *Server) stopContainer(ctx context.Context, c db.Container, rt *oci.Runtime, timeout time.Duration) error {
+func (s *Server) stopContainer(ctx context.Context, c db.Container, rt Runtime, timeout time.Duration) error {
 	if c.State == db.ContainerCreated {
 		return s.stopCreated(ctx, c, rt)
 	}
@@ -134,7 +134,7 @@ func (s *Server) stopContainer(ctx context.Context, c db.Container, rt *oci.Runt
 // monitor (its sync pipe breaks) after the runtime created the container,
 // and nothing would then record the container's exit. Such a container
 // never ran, so it is created again, under a new monitor.
-func (s *Server) ensureMonitor(ctx context.Context, c db.Container, rt *oci.Runtime) error {
+func (s *Server) ensureMonitor(ctx context.Context, c db.Container, rt Runtime) error {
 	// Under runsc a sub-container cannot be created again in its sandbox.
 	if rt.Handler().Type != oci.TypeRunc || oci.MonitorAlive(s.files.Container(c.ID)) {
 		return nil
@@ -162,7 +162,7 @@ func (s *Server) ensureMonitor(ctx context.Context, c db.Container, rt *oci.Runt
 // deleting it from the runtime ends it, and its monitor records the exit.
 // A monitor that cannot (a runsc sub-container's) is killed, and crisp
 // records the exit itself.
-func (s *Server) stopCreated(ctx context.Context, c db.Container, rt *oci.Runtime) error {
+func (s *Server) stopCreated(ctx context.Context, c db.Container, rt Runtime) error {
 	if err := ignoreNotFound(rt.Delete(ctx, c.ID, true)); err != nil {
 		return err
 	}
@@ -287,7 +287,7 @@ func (s *Server) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveCont
 	return &runtimeapi.RemoveContainerResponse{}, nil
 }
 
-func (s *Server) removeContainer(ctx context.Context, c db.Container, rt *oci.Runtime, t *steps) error {
+func (s *Server) removeContainer(ctx context.Context, c db.Container, rt Runtime, t *steps) error {
 	if err := s.stopContainer(ctx, c, rt, 0); err != nil {
 		return err
 	}
@@ -368,7 +368,7 @@ func (s *Server) containerProcess(id string) (specs.Process, error) {
 }
 
 // containerAndRuntime resolves a container and the runtime of its pod.
-func (s *Server) containerAndRuntime(ctx context.Context, id string) (db.Container, *oci.Runtime, error) {
+func (s *Server) containerAndRuntime(ctx context.Context, id string) (db.Container, Runtime, error) {
 	c, err := s.containerFor(ctx, id)
 	if err != nil {
 		return db.Container{}, nil, err

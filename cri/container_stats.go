@@ -62,7 +62,7 @@ func (s *Server) ListContainerStats(ctx context.Context, req *runtimeapi.ListCon
 	return resp, nil
 }
 
-func (s *Server) statsOf(ctx context.Context, c db.Container, rt *oci.Runtime) (*runtimeapi.ContainerStats, error) {
+func (s *Server) statsOf(ctx context.Context, c db.Container, rt Runtime) (*runtimeapi.ContainerStats, error) {
 	attrs := &runtimeapi.ContainerAttributes{Id: c.ID, Metadata: &runtimeapi.ContainerMetadata{Name: c.KubeName, Attempt: c.Attempt},
 		Labels: c.Labels, Annotations: c.Annotations}
 	if c.State != db.ContainerRunning {

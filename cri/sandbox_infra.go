@@ -38,9 +38,9 @@ func (s *Server) startInfraProcess(row db.Sandbox, cfg *runtimeapi.PodSandboxCon
 	if err != nil {
 		return nil, err
 	}
-	p := pod.Lookup(s.files.Pods(), row.ID)
-	undo := func(ctx context.Context) error { return pod.StopInfra(ctx, s.files.Pods(), row.ID) }
-	_, err = pod.StartInfra(s.files.Pods(), row.ID, pod.InfraOptions{
+	p := s.pods.Lookup(row.ID)
+	undo := func(ctx context.Context) error { return s.pods.StopInfra(ctx, row.ID) }
+	_, err = s.pods.StartInfra(row.ID, pod.InfraOptions{
 		Exe: s.crispdPath, NSEnter: nsenter, NetNS: netns, IPCNS: p.IPCNS, UTSNS: p.UTSNS, Cgroup: cgroup,
 		Place: func(pid int, cgroup string) error {
 			if err := host.MoveToCgroup(pid, cgroup); err != nil {
@@ -58,7 +58,7 @@ func (s *Server) startInfraProcess(row db.Sandbox, cfg *runtimeapi.PodSandboxCon
 // stopInfraProcess kills a runc pod's infra process, if it has one, and
 // removes the cgroup it was placed in.
 func (s *Server) stopInfraProcess(ctx context.Context, sb db.Sandbox) error {
-	return pod.StopInfra(ctx, s.files.Pods(), sb.ID)
+	return s.pods.StopInfra(ctx, sb.ID)
 }
 
 // startInfra runs a pod's infra container, `crispd pause` from an empty
@@ -76,7 +76,7 @@ func (s *Server) startInfra(ctx context.Context, row db.Sandbox, cfg *runtimeapi
 		return nil, fmt.Errorf("create infra rootfs: %w", err)
 	}
 	undo := func(ctx context.Context) error { return s.deleteInfra(ctx, rt, row.ID) }
-	p := pod.Lookup(s.files.Pods(), row.ID)
+	p := s.pods.Lookup(row.ID)
 	spec, err := ocispec.ForSandboxInfra(ocispec.InfraInput{
 		Sandbox: ocispec.Sandbox{
 			ID: row.ID, Handler: row.Handler, RuntimeType: rt.Handler().Type, InfraID: row.ID, NetNSPath: netns,
@@ -103,7 +103,7 @@ func (s *Server) startInfra(ctx context.Context, row db.Sandbox, cfg *runtimeapi
 }
 
 // stopInfra kills a pod's infra container and waits for it to stop.
-func (s *Server) stopInfra(ctx context.Context, rt *oci.Runtime, id string) error {
+func (s *Server) stopInfra(ctx context.Context, rt Runtime, id string) error {
 	if err := rt.Kill(ctx, id, syscall.SIGKILL, true); err != nil && !errors.Is(err, oci.ErrNotRunning) && !errors.Is(err, oci.ErrNotFound) {
 		return fmt.Errorf("kill infra container: %w", err)
 	}
@@ -120,7 +120,7 @@ func (s *Server) stopInfra(ctx context.Context, rt *oci.Runtime, id string) erro
 
 // deleteInfra stops and deletes a pod's infra container and removes its
 // files; a missing one is no error.
-func (s *Server) deleteInfra(ctx context.Context, rt *oci.Runtime, id string) error {
+func (s *Server) deleteInfra(ctx context.Context, rt Runtime, id string) error {
 	if err := s.stopInfra(ctx, rt, id); err != nil {
 		return err
 	}
@@ -131,9 +131,9 @@ func (s *Server) deleteInfra(ctx context.Context, rt *oci.Runtime, id string) er
 }
 
 // infraPID is the pid of a pod's running infra, 0 without one.
-func (s *Server) infraPID(ctx context.Context, rt *oci.Runtime, sb db.Sandbox) (int, error) {
+func (s *Server) infraPID(ctx context.Context, rt Runtime, sb db.Sandbox) (int, error) {
 	if sb.InfraID == "" {
-		inf, err := pod.LookupInfra(s.files.Pods(), sb.ID)
+		inf, err := s.pods.LookupInfra(sb.ID)
 		switch {
 		case errors.Is(err, pod.ErrNoInfra):
 			return 0, nil

@@ -25,7 +25,7 @@ func hostNetwork(cfg *runtimeapi.PodSandboxConfig) bool {
 // the pod's own network namespace, and a host-network pod has none to give
 // it (it would be left with a loopback only). rt may be nil (a handler
 // without a runtime, in tests).
-func checkPodNetwork(cfg *runtimeapi.PodSandboxConfig, handler string, rt *oci.Runtime) error {
+func checkPodNetwork(cfg *runtimeapi.PodSandboxConfig, handler string, rt Runtime) error {
 	if rt == nil || !rt.Netstack() || !hostNetwork(cfg) {
 		return nil
 	}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/db/record"
-	"github.com/crisp-cri/crisp/runtimes/pod"
 )
 
 // writePodRecord keeps the pod's row in its pod dir, so that the
@@ -20,5 +19,5 @@ func (s *Server) writePodRecord(row db.Sandbox, cfg *runtimeapi.PodSandboxConfig
 	}
 	rec := record.NewPod(row, infra,
 		nsOptions(cfg).Network != runtimeapi.NamespaceMode_NODE)
-	return record.WritePod(pod.Dir(s.files.Pods(), row.ID), rec)
+	return record.WritePod(s.pods.Dir(row.ID), rec)
 }

@@ -90,13 +90,13 @@ func (s *Server) setUpSandbox(ctx context.Context, row db.Sandbox, cfg *runtimea
 
 	ns := nsOptions(cfg)
 	hostNet := ns.Network == runtimeapi.NamespaceMode_NODE
-	_, err := pod.Create(s.files.Pods(), pod.Options{
+	_, err := s.pods.Create(pod.Options{
 		ID: row.ID, Hostname: cfg.Hostname, DNS: dnsOf(cfg), HostIPC: ns.Ipc == runtimeapi.NamespaceMode_NODE, HostUTS: hostNet,
 	})
 	if err != nil {
 		return fmt.Errorf("prepare pod dir: %w", err)
 	}
-	undo.push(func(context.Context) error { return pod.Remove(s.files.Pods(), row.ID) })
+	undo.push(func(context.Context) error { return s.pods.Remove(row.ID) })
 	infra := s.hasInfraContainer(row.Handler)
 	if err := s.writePodRecord(row, cfg, infra); err != nil {
 		return err
@@ -127,7 +127,7 @@ func (s *Server) setUpSandbox(ctx context.Context, row db.Sandbox, cfg *runtimea
 		if err != nil {
 			return err
 		}
-		if err := pod.SetSysctls(ready.NetNSPath, pod.Lookup(s.files.Pods(), row.ID).IPCNS, sysctls); err != nil {
+		if err := s.pods.SetSysctls(ready.NetNSPath, s.pods.Lookup(row.ID).IPCNS, sysctls); err != nil {
 			return fmt.Errorf("pod sysctls: %w", err)
 		}
 	}

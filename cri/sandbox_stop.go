@@ -12,7 +12,6 @@ import (
 	"github.com/crisp-cri/crisp/cri/failpoint"
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
-	"github.com/crisp-cri/crisp/runtimes/pod"
 )
 
 // StopPodSandbox stops a pod: its containers, then its network. The pod
@@ -137,7 +136,7 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 		}
 		t.done("delete-infra")
 	}
-	if err := pod.Remove(s.files.Pods(), sb.ID); err != nil {
+	if err := s.pods.Remove(sb.ID); err != nil {
 		return nil, fmt.Errorf("remove pod sandbox %s: %w", sb.ID, err)
 	}
 	t.done("pod-dir")

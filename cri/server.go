@@ -15,9 +15,6 @@ import (
 	"github.com/crisp-cri/crisp/cri/stream"
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/runtimes/layout"
-	"github.com/crisp-cri/crisp/runtimes/network"
-	"github.com/crisp-cri/crisp/runtimes/oci"
-	"github.com/crisp-cri/crisp/runtimes/storage"
 	"github.com/crisp-cri/crisp/runtimes/trust"
 )
 
@@ -30,8 +27,8 @@ const RuntimeName = "crisp"
 // Handler is one configured runtime handler: its runtime, which knows the
 // handler's name, type and binary, and what the CRI server adds to it.
 type Handler struct {
-	Runtime *oci.Runtime
-	Class   string // trusted or untrusted
+	Runtime Runtime // an *oci.Runtime
+	Class   string  // trusted or untrusted
 	// Annotations says which CRI annotations reach this handler's specs.
 	Annotations ocispec.Passthrough
 	// PrivilegedWithoutHostDevices keeps the host's devices from
@@ -42,8 +39,9 @@ type Handler struct {
 // Deps are the parts of the node the CRI server drives.
 type Deps struct {
 	Store    *db.Store
-	Images   *storage.Store
-	Network  *network.Manager
+	Images   Images             // a *storage.Store
+	Network  Network            // a *network.Manager
+	Pods     Pods               // nil: package pod, under Files.Pods()
 	Handlers map[string]Handler // by name
 	Trust    trust.Config
 	Files    layout.Layout // where containers' and pods' files are
@@ -65,8 +63,9 @@ type Server struct {
 	runtimeapi.UnimplementedImageServiceServer
 
 	store    *db.Store
-	images   *storage.Store
-	net      *network.Manager
+	images   Images
+	net      Network
+	pods     Pods
 	handlers map[string]Handler
 	trust    trust.Config
 	files    layout.Layout
@@ -84,7 +83,10 @@ type Server struct {
 
 // NewServer returns the CRI server over d.
 func NewServer(d Deps) *Server {
-	return &Server{store: d.Store, images: d.Images, net: d.Network, handlers: d.Handlers, trust: d.Trust,
+	if d.Pods == nil {
+		d.Pods = PodsAt(d.Files.Pods())
+	}
+	return &Server{store: d.Store, images: d.Images, net: d.Network, pods: d.Pods, handlers: d.Handlers, trust: d.Trust,
 		files: d.Files, log: d.Log,
 		clampOOM: d.ClampOOMScoreAdj, cgroupNS: d.CgroupNamespace, hostCaps: d.HostCaps, hostDevices: d.HostDevices, crispdPath: d.CrispdPath}
 }
