@@ -59,18 +59,27 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		Attempt: cfg.Metadata.Attempt, Image: cfg.Image.Image, ImageRef: imageID(img), LogPath: logPath,
 		Labels: cfg.Labels, Annotations: cfg.Annotations, Config: blob, ConfigHash: hash,
 	}
-	got, created, err := s.store.CreateContainer(ctx, row)
-	if err != nil {
-		return nil, fmt.Errorf("create container %s in pod %s: %w", cfg.Metadata.Name, sb.ID, err)
-	}
-	t.done("row")
-	if !created {
+	for {
+		got, created, err := s.store.CreateContainer(ctx, row)
+		if err != nil {
+			return nil, fmt.Errorf("create container %s in pod %s: %w", cfg.Metadata.Name, sb.ID, err)
+		}
+		if created {
+			break
+		}
+		// kubelet's retry of a call that timed out: the first call's
+		// container, once made; if that call fails and undoes itself
+		// meanwhile, this one tries.
 		c, err := s.store.WaitContainer(ctx, got.ID)
+		if errors.Is(err, db.ErrNotFound) {
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("create container %s: waiting for the same request in flight (%s): %w", cfg.Metadata.Name, got.ID, err)
 		}
 		return &runtimeapi.CreateContainerResponse{ContainerId: c.ID}, nil
 	}
+	t.done("row")
 	failpoint.Hit("container.create.after-row")
 	log := s.log.With(slog.String(logkey.Container, row.ID), slog.String(logkey.Pod, sb.ID), slog.String(logkey.Runtime, sb.Handler))
 	if err := s.setUpContainer(ctx, row, sb, sbCfg, cfg, img, log, t); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 	"github.com/crisp-cri/crisp/cri/ocispec"
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/runtimes/host"
+	"github.com/crisp-cri/crisp/runtimes/layout"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 	"github.com/crisp-cri/crisp/runtimes/oci"
 )
@@ -151,8 +153,24 @@ func (s *Server) ensureMonitor(ctx context.Context, c db.Container, rt Runtime) 
 	if err := ignoreNotFound(rt.Delete(ctx, c.ID, true)); err != nil {
 		return err
 	}
+	// A monitor crisp could not see (its pid file lost) may have recorded
+	// the deleted container's exit: that exit is not the new one's.
+	if err := removeExit(s.files.Container(c.ID)); err != nil {
+		return err
+	}
 	if _, err := rt.Create(ctx, s.createOpts(c, cfg)); err != nil {
 		return fmt.Errorf("create again in the runtime: %w", err)
+	}
+	return nil
+}
+
+// removeExit removes the exit a container's monitor recorded, wherever it
+// keeps it; what is not there is no error.
+func removeExit(files layout.Container) error {
+	for _, f := range []string{files.ExitFile, files.PersistExitFile(), files.OOMFile()} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove stale exit of container %s: %w", files.ID, err)
+		}
 	}
 	return nil
 }

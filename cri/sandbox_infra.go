@@ -107,13 +107,26 @@ func (s *Server) stopInfra(ctx context.Context, rt Runtime, id string) error {
 	if err := rt.Kill(ctx, id, syscall.SIGKILL, true); err != nil && !errors.Is(err, oci.ErrNotRunning) && !errors.Is(err, oci.ErrNotFound) {
 		return fmt.Errorf("kill infra container: %w", err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(30 * time.Second); ; {
 		st, err := rt.State(ctx, id)
 		if errors.Is(err, oci.ErrNotFound) || err == nil && st.Status == "stopped" {
 			return nil
 		}
+		// A runtime error may pass as the sandbox goes down: look again,
+		// and say what it was if it does not.
+		still := st.Status
+		if err != nil {
+			still = fmt.Sprintf("unknown (%v)", err)
+		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("infra container %s still %s 30s after SIGKILL", id, st.Status)
+			return fmt.Errorf("infra container %s still %s 30s after SIGKILL", id, still)
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return fmt.Errorf("infra container %s still %s after SIGKILL: %w", id, still, ctx.Err())
 		}
 	}
 }

@@ -2,6 +2,7 @@ package cri
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -24,7 +25,8 @@ const cleanupTimeout = time.Minute
 // RunPodSandbox creates a pod: the row first (state creating, name
 // reserved), then the pod dir and namespaces, the network, and last the
 // row's ready state. A failure undoes the steps done, in reverse. kubelet's
-// retry of a call that timed out gets the first call's sandbox.
+// retry of a call that timed out gets the first call's sandbox; if that
+// call fails meanwhile, the retry makes the sandbox itself.
 func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {
 	cfg := req.GetConfig()
 	t := startSteps()
@@ -46,12 +48,19 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		Privileged: cfg.GetLinux().GetSecurityContext().GetPrivileged(), LogDir: cfg.LogDirectory,
 		Labels: cfg.Labels, Annotations: cfg.Annotations, Config: blob, ConfigHash: hash,
 	}
-	got, created, err := s.store.CreateSandbox(ctx, row)
-	if err != nil {
-		return nil, fmt.Errorf("run pod sandbox %s/%s: %w", m.Namespace, m.Name, err)
-	}
-	if !created {
-		return s.joinSandbox(ctx, got.ID)
+	for {
+		got, created, err := s.store.CreateSandbox(ctx, row)
+		if err != nil {
+			return nil, fmt.Errorf("run pod sandbox %s/%s: %w", m.Namespace, m.Name, err)
+		}
+		if created {
+			break
+		}
+		resp, err := s.joinSandbox(ctx, got.ID)
+		if !errors.Is(err, db.ErrNotFound) {
+			return resp, err
+		}
+		// The call it joined failed and undid itself: this one tries.
 	}
 	failpoint.Hit("pod.run.after-row")
 	t.done("row")
