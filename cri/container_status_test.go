@@ -1,0 +1,203 @@
+package cri
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// ListContainers filters by pod, state, labels and id prefix, and leaves
+// out containers in creating or removing.
+func TestListContainers(t *testing.T) {
+	n := newTestNode(t)
+	ctx := context.Background()
+	webCfg, dbCfg := n.podConfig("web"), n.podConfig("db")
+	web, dbPod := n.runPod(t, webCfg, ""), n.runPod(t, dbCfg, "")
+	running := n.startCtr(t, web, webCfg, ctrConfig("app"))
+	created := n.createCtr(t, web, webCfg, ctrConfig("sidecar"))
+	exited := n.startCtr(t, dbPod, dbCfg, ctrConfig("db"))
+	if _, err := n.srv.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: exited}); err != nil {
+		t.Fatal(err)
+	}
+	n.f.failAt("images.remove-container", errInjected)
+	removing := n.createCtr(t, dbPod, dbCfg, ctrConfig("gone"))
+	n.srv.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: removing})
+
+	state := func(s runtimeapi.ContainerState) *runtimeapi.ContainerStateValue {
+		return &runtimeapi.ContainerStateValue{State: s}
+	}
+	tests := []struct {
+		name   string
+		filter *runtimeapi.ContainerFilter
+		want   []string
+	}{
+		{"all", nil, []string{running, created, exited}},
+		{"pod", &runtimeapi.ContainerFilter{PodSandboxId: web}, []string{running, created}},
+		{"pod by prefix", &runtimeapi.ContainerFilter{PodSandboxId: dbPod[:8]}, []string{exited}},
+		{"unknown pod", &runtimeapi.ContainerFilter{PodSandboxId: strings.Repeat("0", 64)}, nil},
+		{"running", &runtimeapi.ContainerFilter{State: state(runtimeapi.ContainerState_CONTAINER_RUNNING)}, []string{running}},
+		{"created", &runtimeapi.ContainerFilter{State: state(runtimeapi.ContainerState_CONTAINER_CREATED)}, []string{created}},
+		{"exited", &runtimeapi.ContainerFilter{State: state(runtimeapi.ContainerState_CONTAINER_EXITED)}, []string{exited}},
+		{"unknown state", &runtimeapi.ContainerFilter{State: state(runtimeapi.ContainerState_CONTAINER_UNKNOWN)}, nil},
+		{"label", &runtimeapi.ContainerFilter{LabelSelector: map[string]string{"ctr": "sidecar"}}, []string{created}},
+		{"id prefix", &runtimeapi.ContainerFilter{Id: running[:10]}, []string{running}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := n.srv.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: tt.filter})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, c := range resp.Containers {
+				got = append(got, c.Id)
+			}
+			slices.Sort(got)
+			if want := slices.Sorted(slices.Values(tt.want)); !slices.Equal(got, want) {
+				t.Errorf("ListContainers() = %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// ContainerStatus reports what the row says, the stored config's mounts
+// and image annotations, and, verbose, the pid.
+func TestContainerStatus(t *testing.T) {
+	n := newTestNode(t)
+	podCfg := n.podConfig("web")
+	podID := n.runPod(t, podCfg, "")
+	cfg := ctrConfig("app")
+	cfg.Image.Annotations = map[string]string{"a": "b"}
+	cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: t.TempDir()}}
+	id := n.startCtr(t, podID, podCfg, cfg)
+	resp, err := n.srv.ContainerStatus(context.Background(), &runtimeapi.ContainerStatusRequest{ContainerId: id, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := resp.Status
+	if st.Metadata.Name != "app" || st.ImageRef != "sha256:"+testImage.ID || st.Image.Annotations["a"] != "b" ||
+		len(st.Mounts) != 1 || st.LogPath == "" || st.StartedAt == 0 || st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("status = %v", st)
+	}
+	if !strings.Contains(resp.Info["info"], `"sandboxID":"`+podID+`"`) {
+		t.Errorf("verbose info = %s, want the pod", resp.Info["info"])
+	}
+}
+
+// ExecSync runs in running containers only, with the spec's process.
+func TestExecSync(t *testing.T) {
+	n := newTestNode(t)
+	ctx := context.Background()
+	podCfg := n.podConfig("web")
+	podID := n.runPod(t, podCfg, "")
+	cfg := ctrConfig("app")
+	cfg.WorkingDir = "/srv"
+	running := n.startCtr(t, podID, podCfg, cfg)
+	created := n.createCtr(t, podID, podCfg, ctrConfig("other"))
+	resp, err := n.srv.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: running, Cmd: []string{"echo", "hi"}})
+	if err != nil || string(resp.Stdout) != "echo hi" || string(resp.Stderr) != "/srv" || resp.ExitCode != 3 {
+		t.Errorf("ExecSync() = %v, %v; want the fake's echo of args and cwd, code 3", resp, err)
+	}
+	if _, err := n.srv.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: created, Cmd: []string{"ls"}}); codeOfErr(err) != codes.FailedPrecondition {
+		t.Errorf("ExecSync(created) = %v, want FailedPrecondition", err)
+	}
+	if _, err := n.srv.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: running}); codeOfErr(err) != codes.InvalidArgument {
+		t.Errorf("ExecSync(no cmd) = %v, want InvalidArgument", err)
+	}
+	if _, err := n.srv.Exec(ctx, &runtimeapi.ExecRequest{ContainerId: created, Cmd: []string{"ls"}}); codeOfErr(err) != codes.FailedPrecondition {
+		t.Errorf("Exec(created) = %v, want FailedPrecondition", err)
+	}
+	// The streaming server runs the runtime with the spec's process.
+	target, err := n.srv.StreamTargets().ExecTarget(ctx, running)
+	if err != nil || target.RuntimePath != n.runc.h.Path || target.Process.Cwd != "/srv" || target.ContainerID != running {
+		t.Errorf("ExecTarget() = %+v, %v", target, err)
+	}
+	attach, err := n.srv.StreamTargets().AttachTarget(ctx, running)
+	if err != nil || attach.Socket != n.files.Container(running).AttachSocket() {
+		t.Errorf("AttachTarget() = %+v, %v", attach, err)
+	}
+	fwd, err := n.srv.StreamTargets().PortForwardTarget(ctx, podID)
+	if err != nil || fwd.NetNS != n.podRow(t, podID).NetNSPath {
+		t.Errorf("PortForwardTarget() = %+v, %v; want the pod's netns", fwd, err)
+	}
+}
+
+// Resources are updated in created and running containers, and not where
+// the runtime cannot.
+func TestUpdateContainerResources(t *testing.T) {
+	n := newTestNode(t)
+	ctx := context.Background()
+	res := &runtimeapi.LinuxContainerResources{CpuShares: 512, MemoryLimitInBytes: 64 << 20}
+	update := func(id string) error {
+		_, err := n.srv.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: id, Linux: res})
+		return err
+	}
+	webCfg, gvCfg := n.podConfig("web"), n.podConfig("gv")
+	web, gv := n.runPod(t, webCfg, ""), n.runPod(t, gvCfg, "runsc")
+	running := n.startCtr(t, web, webCfg, ctrConfig("app"))
+	created := n.createCtr(t, web, webCfg, ctrConfig("other"))
+	exited := n.startCtr(t, web, webCfg, ctrConfig("done"))
+	n.srv.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: exited})
+	sandboxed := n.startCtr(t, gv, gvCfg, ctrConfig("app"))
+	tests := []struct {
+		name string
+		id   string
+		want codes.Code
+	}{
+		{"running", running, codes.OK},
+		{"created", created, codes.OK},
+		{"exited", exited, codes.FailedPrecondition},
+		{"runsc", sandboxed, codes.FailedPrecondition},
+	}
+	for _, tt := range tests {
+		if got := codeOfErr(update(tt.id)); got != tt.want {
+			t.Errorf("UpdateContainerResources(%s) = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	res.CpuShares = -1
+	if got := codeOfErr(update(running)); got != codes.InvalidArgument {
+		t.Errorf("UpdateContainerResources(bad shares) = %v, want InvalidArgument", got)
+	}
+}
+
+// Stats come from the runtime for running containers; others report their
+// attributes only, and a list skips what exited meanwhile.
+func TestContainerStats(t *testing.T) {
+	n := newTestNode(t)
+	ctx := context.Background()
+	podCfg := n.podConfig("web")
+	podID := n.runPod(t, podCfg, "")
+	running := n.startCtr(t, podID, podCfg, ctrConfig("app"))
+	created := n.createCtr(t, podID, podCfg, ctrConfig("other"))
+	resp, err := n.srv.ContainerStats(ctx, &runtimeapi.ContainerStatsRequest{ContainerId: running})
+	if err != nil || resp.Stats.Memory.GetWorkingSetBytes().GetValue() != 1024 || resp.Stats.Cpu.GetUsageCoreNanoSeconds().GetValue() != 1000 {
+		t.Errorf("ContainerStats(running) = %v, %v", resp, err)
+	}
+	resp, err = n.srv.ContainerStats(ctx, &runtimeapi.ContainerStatsRequest{ContainerId: created})
+	if err != nil || resp.Stats.Cpu != nil || resp.Stats.Attributes.Id != created {
+		t.Errorf("ContainerStats(created) = %v, %v; want attributes only", resp, err)
+	}
+	list, err := n.srv.ListContainerStats(ctx, &runtimeapi.ListContainerStatsRequest{})
+	if err != nil || len(list.Stats) != 1 || list.Stats[0].Attributes.Id != running {
+		t.Errorf("ListContainerStats() = %v, %v; want the running container", list, err)
+	}
+	// Exited behind the row's back: skipped, not an error.
+	n.f.mu.Lock()
+	n.runc.ctrs[running].status = "stopped"
+	n.f.mu.Unlock()
+	list, err = n.srv.ListContainerStats(ctx, &runtimeapi.ListContainerStatsRequest{Filter: &runtimeapi.ContainerStatsFilter{PodSandboxId: podID}})
+	if err != nil || len(list.Stats) != 0 {
+		t.Errorf("ListContainerStats() = %v, %v; want nothing", list, err)
+	}
+	list, err = n.srv.ListContainerStats(ctx, &runtimeapi.ListContainerStatsRequest{Filter: &runtimeapi.ContainerStatsFilter{PodSandboxId: strings.Repeat("0", 64)}})
+	if err != nil || len(list.Stats) != 0 {
+		t.Errorf("ListContainerStats(unknown pod) = %v, %v; want nothing", list, err)
+	}
+	if _, err := n.srv.ReopenContainerLog(ctx, &runtimeapi.ReopenContainerLogRequest{ContainerId: created}); codeOfErr(err) != codes.FailedPrecondition {
+		t.Errorf("ReopenContainerLog(created) = %v, want FailedPrecondition", err)
+	}
+}
