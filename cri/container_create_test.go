@@ -2,7 +2,6 @@ package cri
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -245,38 +244,10 @@ func TestCreateContainerRetryAfterFailedCall(t *testing.T) {
 	podCfg := n.podConfig("web")
 	podID := n.runPod(t, podCfg, "")
 	cfg := ctrConfig("app")
-	reached, release := make(chan struct{}), make(chan struct{})
-	calls := 0
-	n.f.beforeStep("rt.create", func() {
-		if calls++; calls == 1 {
-			close(reached)
-			<-release
-			n.f.failAt("rt.create", errInjected)
-			return
-		}
-		n.f.failAt("rt.create", nil)
-	})
-	first := make(chan error)
-	go func() {
-		_, err := n.srv.CreateContainer(context.Background(), createReq(podID, podCfg, cfg))
-		first <- err
-	}()
-	<-reached
-	second := make(chan error)
-	var id string
-	go func() {
+	id := retryAfterFailedCall(t, n, "rt.create", func() (string, error) {
 		resp, err := n.srv.CreateContainer(context.Background(), createReq(podID, podCfg, cfg))
-		id = resp.GetContainerId()
-		second <- err
-	}()
-	time.Sleep(50 * time.Millisecond) // the retry finds the first call's row
-	close(release)
-	if err := <-first; !errors.Is(err, errInjected) {
-		t.Errorf("first call = %v, want the injected failure", err)
-	}
-	if err := <-second; err != nil {
-		t.Fatalf("retry = %v, want it to make the container", err)
-	}
+		return resp.GetContainerId(), err
+	})
 	if c := n.ctrRow(t, id); c.State != db.ContainerCreated {
 		t.Errorf("container is %s, want created", c.State)
 	}

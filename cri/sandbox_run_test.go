@@ -246,44 +246,53 @@ func TestRunPodSandboxRetryJoinsCallInFlight(t *testing.T) {
 func TestRunPodSandboxRetryAfterFailedCall(t *testing.T) {
 	n := newTestNode(t)
 	cfg := n.podConfig("web")
+	id := retryAfterFailedCall(t, n, "net.setup", func() (string, error) {
+		resp, err := n.srv.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: cfg})
+		return resp.GetPodSandboxId(), err
+	})
+	if sb := n.podRow(t, id); sb.State != db.SandboxReady {
+		t.Errorf("pod is %s, want ready", sb.State)
+	}
+}
+
+// retryAfterFailedCall makes call twice: the first call fails at step, but
+// only once the second (kubelet's retry) has found its row and waits for
+// it. The retry must then do the work itself; its id is returned.
+func retryAfterFailedCall(t *testing.T, n *testNode, step string, call func() (string, error)) string {
+	t.Helper()
 	reached, release := make(chan struct{}), make(chan struct{})
 	calls := 0
-	n.f.beforeStep("net.setup", func() {
-		// Only the first call fails, once the retry waits for it.
+	n.f.beforeStep(step, func() {
 		if calls++; calls == 1 {
 			close(reached)
 			<-release
-			n.f.failAt("net.setup", errInjected)
+			n.f.failAt(step, errInjected)
 			return
 		}
-		n.f.failAt("net.setup", nil)
+		n.f.failAt(step, nil)
 	})
 	first := make(chan error)
 	go func() {
-		_, err := n.srv.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: cfg})
+		_, err := call()
 		first <- err
 	}()
 	<-reached
 	second := make(chan error)
 	var id string
 	go func() {
-		resp, err := n.srv.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: cfg})
-		id = resp.GetPodSandboxId()
+		var err error
+		id, err = call()
 		second <- err
 	}()
-	// Let the retry find the first call's row, then let that call fail.
-	waitFor(t, "the retry to wait", func() bool { return n.f.count("pods.create") == 1 })
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // the retry finds the first call's row and waits
 	close(release)
 	if err := <-first; !errors.Is(err, errInjected) {
 		t.Errorf("first call = %v, want the injected failure", err)
 	}
 	if err := <-second; err != nil {
-		t.Fatalf("retry = %v, want it to make the pod", err)
+		t.Fatalf("retry = %v, want it to do the work", err)
 	}
-	if sb := n.podRow(t, id); sb.State != db.SandboxReady {
-		t.Errorf("pod is %s, want ready", sb.State)
-	}
+	return id
 }
 
 // A host-network pod cannot run where gVisor's netstack would take its
