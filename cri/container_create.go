@@ -118,11 +118,14 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 	}
 	t.done("infra-pid")
 	h := s.handler(sb.Handler)
+	if s.noHugetlb && len(cfg.GetLinux().GetResources().GetHugepageLimits()) > 0 {
+		log.Debug("hugepage limits dropped: the host has no hugetlb cgroup controller")
+	}
 	spec, err := ocispec.ForContainer(ocispec.ContainerInput{
 		ID: row.ID, Name: row.Name, Config: cfg, Image: img.Config, ImageRef: row.ImageRef,
 		RootfsPath: rootfs.Mount, LogPath: row.LogPath, ClampOOMScoreAdj: s.clampOOM,
 		HostCapabilities: s.hostCaps, HostDevices: s.hostDevices, Passthrough: h.Annotations,
-		PrivilegedWithoutHostDevices: h.PrivilegedWithoutHostDevices, CgroupNamespace: s.cgroupNS,
+		PrivilegedWithoutHostDevices: h.PrivilegedWithoutHostDevices, CgroupNamespace: s.cgroupNS, NoHugetlb: s.noHugetlb,
 		Sandbox: ocispec.Sandbox{
 			ID: sb.ID, Handler: sb.Handler, RuntimeType: rt.Handler().Type, InfraID: sb.InfraID, InfraPID: infraPID,
 			NetNSPath: sb.NetNSPath, IPCNSPath: p.IPCNS, UTSNSPath: p.UTSNS,

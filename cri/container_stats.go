@@ -107,7 +107,7 @@ func (s *Server) UpdateContainerResources(ctx context.Context, req *runtimeapi.U
 	if c.State != db.ContainerRunning && c.State != db.ContainerCreated {
 		return nil, fmt.Errorf("update resources of container %s: it is %s: %w", c.ID, c.State, ErrPrecondition)
 	}
-	res, err := ocispec.Resources(req.GetLinux(), s.clampOOM)
+	res, err := ocispec.Resources(req.GetLinux(), s.clampOOM, s.noHugetlb)
 	if err != nil {
 		return nil, fmt.Errorf("update resources of container %s: %w", c.ID, err)
 	}

@@ -50,6 +50,7 @@ type Deps struct {
 	// CAP_SYS_RESOURCE), so negative values are raised to 0.
 	ClampOOMScoreAdj bool
 	CgroupNamespace  bool                // the kernel has cgroup namespaces: unprivileged containers get one
+	NoHugetlb        bool                // the host has no hugetlb controller: hugepage limits are dropped
 	HostCaps         []string            // capabilities crispd holds: what privileged grants
 	HostDevices      []specs.LinuxDevice // given to privileged containers
 	CrispdPath       string              // crispd's static binary: the infra process is `crispd pause`
@@ -75,6 +76,7 @@ type Server struct {
 
 	clampOOM    bool
 	cgroupNS    bool
+	noHugetlb   bool
 	hostCaps    []string
 	hostDevices []specs.LinuxDevice
 	crispdPath  string
@@ -88,5 +90,5 @@ func NewServer(d Deps) *Server {
 	}
 	return &Server{store: d.Store, images: d.Images, net: d.Network, pods: d.Pods, handlers: d.Handlers, trust: d.Trust,
 		files: d.Files, log: d.Log,
-		clampOOM: d.ClampOOMScoreAdj, cgroupNS: d.CgroupNamespace, hostCaps: d.HostCaps, hostDevices: d.HostDevices, crispdPath: d.CrispdPath}
+		clampOOM: d.ClampOOMScoreAdj, cgroupNS: d.CgroupNamespace, noHugetlb: d.NoHugetlb, hostCaps: d.HostCaps, hostDevices: d.HostDevices, crispdPath: d.CrispdPath}
 }

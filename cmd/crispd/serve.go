@@ -26,6 +26,7 @@ import (
 	"github.com/crisp-cri/crisp/cri/stream"
 	"github.com/crisp-cri/crisp/cri/validate"
 	"github.com/crisp-cri/crisp/reconciler/node"
+	"github.com/crisp-cri/crisp/runtimes/host"
 	"github.com/crisp-cri/crisp/runtimes/layout"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
 	"github.com/crisp-cri/crisp/runtimes/network"
@@ -134,7 +135,7 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 		Validator: validate.New(validate.DefaultLimits(), nil), MaxInFlight: cfg.MaxConcurrentRequests})
 	crisvc := cri.NewServer(cri.Deps{Store: store, Images: images, Network: netMgr, Handlers: handlers,
 		Trust: trustCfg, Files: files, Log: log,
-		ClampOOMScoreAdj: !hasCap(hostCaps, "CAP_SYS_RESOURCE"), CgroupNamespace: ocispec.HasCgroupNamespace(), HostCaps: hostCaps, HostDevices: hostDevices,
+		ClampOOMScoreAdj: !hasCap(hostCaps, "CAP_SYS_RESOURCE"), CgroupNamespace: ocispec.HasCgroupNamespace(), NoHugetlb: !host.HasController("hugetlb"), HostCaps: hostCaps, HostDevices: hostDevices,
 		CrispdPath: crispdPath})
 	streams, err := stream.New(stream.Config{Addr: cfg.StreamAddress}, crisvc.StreamTargets(), log.With(slog.String("service", "stream")))
 	if err != nil {

@@ -233,11 +233,15 @@ func checkDeviceFormats(devs []*runtimeapi.Device) error {
 
 // Resources converts CRI container resources for an update of a running
 // container (UpdateContainerResources), validated as at create. A negative
-// oom_score_adj is dropped when clamp is set, since it cannot be applied.
-func Resources(r *runtimeapi.LinuxContainerResources, clamp bool) (*specs.LinuxResources, error) {
+// oom_score_adj is dropped when clamp is set, since it cannot be applied;
+// hugepage limits are dropped with noHugetlb (see ContainerInput.NoHugetlb).
+func Resources(r *runtimeapi.LinuxContainerResources, clamp, noHugetlb bool) (*specs.LinuxResources, error) {
 	res, _, err := resources(r, clamp)
 	if err != nil {
 		return nil, fmt.Errorf("container resources: %w", err)
+	}
+	if noHugetlb {
+		res.HugepageLimits = nil
 	}
 	return res, nil
 }

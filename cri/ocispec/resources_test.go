@@ -164,3 +164,29 @@ func TestDevices(t *testing.T) {
 		t.Errorf("HostDevices changed to %+v", hostDevs)
 	}
 }
+
+// Kubelet sends a hugepage limit for every page size the node has; a host
+// without the hugetlb controller must still run the container.
+func TestHugepageLimitsWithoutHugetlb(t *testing.T) {
+	limits := []*runtimeapi.HugepageLimit{{PageSize: "2MB", Limit: 0}, {PageSize: "1GB", Limit: 0}}
+	for _, noHugetlb := range []bool{false, true} {
+		s, err := buildSpec(t, func(in *ContainerInput) {
+			in.NoHugetlb = noHugetlb
+			in.Config.Linux = &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{HugepageLimits: limits}}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := len(s.Linux.Resources.HugepageLimits), map[bool]int{false: 2, true: 0}[noHugetlb]; got != want {
+			t.Errorf("NoHugetlb=%v: %d hugepage limits in the spec, want %d", noHugetlb, got, want)
+		}
+		res, err := Resources(&runtimeapi.LinuxContainerResources{HugepageLimits: limits}, false, noHugetlb)
+		if err != nil || len(res.HugepageLimits) != map[bool]int{false: 2, true: 0}[noHugetlb] {
+			t.Errorf("Resources(noHugetlb=%v) = %v, %v", noHugetlb, res, err)
+		}
+	}
+	// Dropping is no licence for a malformed size.
+	if _, err := Resources(&runtimeapi.LinuxContainerResources{HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2XB"}}}, false, true); err == nil {
+		t.Error("Resources(page size 2XB, noHugetlb) = nil error")
+	}
+}

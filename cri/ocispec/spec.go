@@ -104,6 +104,11 @@ type ContainerInput struct {
 	// CgroupNamespace gives unprivileged containers a private cgroup
 	// namespace; set it where the kernel has them (HasCgroupNamespace).
 	CgroupNamespace bool
+	// NoHugetlb: the host has no hugetlb cgroup controller, so hugepage
+	// limits are dropped rather than failing the container (kubelet sends
+	// one for every page size the node has), as containerd's
+	// tolerate_missing_hugetlb_controller does.
+	NoHugetlb bool
 
 	// PrivilegedWithoutHostDevices gives privileged containers the default
 	// devices and device rules instead of the host's (a handler option).
@@ -199,6 +204,9 @@ func forContainer(in *ContainerInput) (*specs.Spec, error) {
 	}
 	if s.Linux.Resources, s.Process.OOMScoreAdj, err = resources(cfg.GetLinux().GetResources(), in.ClampOOMScoreAdj); err != nil {
 		return nil, err
+	}
+	if in.NoHugetlb {
+		s.Linux.Resources.HugepageLimits = nil
 	}
 	if s.Linux.Devices, s.Linux.Resources.Devices, err = devices(in, privileged); err != nil {
 		return nil, err

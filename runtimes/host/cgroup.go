@@ -84,3 +84,30 @@ func MemoryCgroup(pid int) string {
 	}
 	return ""
 }
+
+// HasController reports whether containers can be given limits of the
+// cgroup controller name (hugetlb, blkio, ...). On a unified host (cgroup2
+// at /sys/fs/cgroup) that is its cgroup.controllers; otherwise runtimes
+// use the v1 hierarchies, so the controller's v1 hierarchy must be
+// mounted: a hybrid host's cgroup2 mount may list controllers that no
+// runtime uses there. A runtime asked for limits of a controller it cannot
+// use fails to create the container.
+func HasController(name string) bool {
+	m, err := ReadMounts()
+	if err != nil {
+		return false
+	}
+	return m.hasController(name, os.ReadFile)
+}
+
+// unifiedRoot is where a unified (cgroup v2 only) host mounts cgroup2.
+const unifiedRoot = "/sys/fs/cgroup"
+
+func (m Mounts) hasController(name string, readFile func(string) ([]byte, error)) bool {
+	if !slices.Contains(m.V2, unifiedRoot) {
+		_, ok := m.V1[name]
+		return ok
+	}
+	b, err := readFile(filepath.Join(unifiedRoot, "cgroup.controllers"))
+	return err == nil && slices.Contains(strings.Fields(string(b)), name)
+}

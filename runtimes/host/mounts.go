@@ -19,8 +19,11 @@ type Mounts struct {
 	// Cgroups are the cgroup (v1 and v2) mount points, one per
 	// hierarchy: a hierarchy mounted twice is walked once.
 	Cgroups []string
-	// V1 maps each cgroup v1 controller to its hierarchy's mount point.
+	// V1 maps each cgroup v1 controller to its hierarchy's mount point
+	// (and the hierarchy's other mount options, harmlessly).
 	V1 map[string]string
+	// V2 are the cgroup2 mount points.
+	V2 []string
 }
 
 // mountInfo is the mount table ReadMounts reads.
@@ -56,6 +59,9 @@ func parseMounts(r io.Reader) (Mounts, error) {
 		case "overlay":
 			m.Overlays = append(m.Overlays, point)
 		case "cgroup", "cgroup2":
+			if sf[0] == "cgroup2" {
+				m.V2 = append(m.V2, point)
+			}
 			if sf[0] == "cgroup" && len(sf) >= 3 {
 				for _, opt := range strings.Split(sf[2], ",") {
 					if _, seen := m.V1[opt]; !seen {

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"io/fs"
 	"reflect"
 	"strings"
 	"testing"
@@ -55,5 +56,46 @@ func TestReadMountsSeesRoot(t *testing.T) {
 	}
 	if !m.At["/"] {
 		t.Error("the root is not a mount point in this process's table")
+	}
+}
+
+func TestHasController(t *testing.T) {
+	read := func(controllers string) func(string) ([]byte, error) {
+		return func(p string) ([]byte, error) {
+			if p == "/sys/fs/cgroup/cgroup.controllers" {
+				return []byte(controllers), nil
+			}
+			return nil, fs.ErrNotExist
+		}
+	}
+	// This machine's shape: v1 hierarchies, and a cgroup2 mount whose
+	// cgroup.controllers lists what no v1 hierarchy took (hugetlb here),
+	// which runc does not use.
+	hybrid, err := parseMounts(strings.NewReader(strings.Join([]string{
+		`30 22 0:26 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory`,
+		`33 22 0:28 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw`,
+	}, "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unified, err := parseMounts(strings.NewReader(`25 22 0:28 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		m     Mounts
+		ctrls string
+		want  map[string]bool
+	}{
+		{"hybrid", hybrid, "hugetlb\n", map[string]bool{"memory": true, "hugetlb": false, "pids": false}},
+		{"unified", unified, "cpu io memory pids\n", map[string]bool{"memory": true, "io": true, "hugetlb": false}},
+		{"unified with hugetlb", unified, "cpu hugetlb\n", map[string]bool{"hugetlb": true, "memory": false}},
+	} {
+		for ctrl, want := range tc.want {
+			if got := tc.m.hasController(ctrl, read(tc.ctrls)); got != want {
+				t.Errorf("%s: hasController(%s) = %v, want %v", tc.name, ctrl, got, want)
+			}
+		}
 	}
 }
