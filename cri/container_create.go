@@ -12,6 +12,8 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/crisp-cri/crisp/cri/failpoint"
 	"github.com/crisp-cri/crisp/cri/ocispec"
 	"github.com/crisp-cri/crisp/db"
@@ -161,7 +163,30 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 	undo.push(func(ctx context.Context) error { return ignoreNotFound(rt.Delete(ctx, row.ID, true)) })
 	t.done("runtime-create")
 	failpoint.Hit("container.create.before-created")
-	return s.store.SetContainerState(ctx, row.ID, db.ContainerCreated, db.ContainerCreating)
+	proc, err := s.resolvedProcess(spec.Process, cfg, img)
+	if err != nil {
+		return err
+	}
+	return s.store.MarkContainerCreated(ctx, row.ID, proc)
+}
+
+// resolvedProcess is what ContainerStatus reports of a container's process
+// and StopContainer uses: the effective ids, the resources as applied, the
+// stop signal.
+func (s *Server) resolvedProcess(p *specs.Process, cfg *runtimeapi.ContainerConfig, img storage.Image) (db.Process, error) {
+	user, err := encodeUser(p.User)
+	if err != nil {
+		return db.Process{}, err
+	}
+	res, err := encodeResources(ocispec.AppliedResources(cfg.GetLinux().GetResources(), s.clampOOM, s.noHugetlb))
+	if err != nil {
+		return db.Process{}, err
+	}
+	sig, err := ocispec.ContainerStopSignal(cfg, img.Config)
+	if err != nil {
+		return db.Process{}, err
+	}
+	return db.Process{RunUser: user, Resources: res, StopSignal: int(sig)}, nil
 }
 
 // createOpts says how the runtime creates a container under its monitor.

@@ -270,8 +270,13 @@ func (s *Server) WatchExits(ctx context.Context) error {
 	return nil
 }
 
-// stopSignal is the container's stop signal: its image's, else SIGTERM.
+// stopSignal is the container's stop signal: as resolved at create, else
+// (a row from before that was recorded) its config's or image's, else
+// SIGTERM.
 func (s *Server) stopSignal(ctx context.Context, c db.Container) syscall.Signal {
+	if c.StopSignal > 0 {
+		return syscall.Signal(c.StopSignal)
+	}
 	cfg, _ := containerConfig(c)
 	img, err := s.images.Status(ctx, c.ImageRef)
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/crisp-cri/crisp/cri/ocispec"
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/runtimes/oci"
 )
@@ -95,27 +94,4 @@ func (s *Server) ReopenContainerLog(ctx context.Context, req *runtimeapi.ReopenC
 		return nil, fmt.Errorf("reopen log of container %s: %w", c.ID, err)
 	}
 	return &runtimeapi.ReopenContainerLogResponse{}, nil
-}
-
-// UpdateContainerResources changes a created or running container's CPU
-// and memory limits in place. runsc cannot (FailedPrecondition).
-func (s *Server) UpdateContainerResources(ctx context.Context, req *runtimeapi.UpdateContainerResourcesRequest) (*runtimeapi.UpdateContainerResourcesResponse, error) {
-	c, rt, err := s.containerAndRuntime(ctx, req.GetContainerId())
-	if err != nil {
-		return nil, err
-	}
-	if c.State != db.ContainerRunning && c.State != db.ContainerCreated {
-		return nil, fmt.Errorf("update resources of container %s: it is %s: %w", c.ID, c.State, ErrPrecondition)
-	}
-	res, err := ocispec.Resources(req.GetLinux(), s.clampOOM, s.noHugetlb)
-	if err != nil {
-		return nil, fmt.Errorf("update resources of container %s: %w", c.ID, err)
-	}
-	if err := rt.Update(ctx, c.ID, res); err != nil {
-		if errors.Is(err, oci.ErrUnsupported) {
-			return nil, fmt.Errorf("update resources of container %s: %v: %w", c.ID, err, ErrPrecondition)
-		}
-		return nil, fmt.Errorf("update resources of container %s: %w", c.ID, err)
-	}
-	return &runtimeapi.UpdateContainerResourcesResponse{}, nil
 }

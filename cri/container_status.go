@@ -75,6 +75,9 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerS
 	if c.ExitCode != nil {
 		st.ExitCode = *c.ExitCode
 	}
+	if err := processStatus(c, st); err != nil {
+		return nil, err
+	}
 	resp := &runtimeapi.ContainerStatusResponse{Status: st}
 	if req.GetVerbose() {
 		b, err := json.Marshal(map[string]any{"pid": c.PID, "sandboxID": c.SandboxID, "name": c.Name, "state": c.State})

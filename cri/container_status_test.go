@@ -201,3 +201,64 @@ func TestContainerStats(t *testing.T) {
 		t.Errorf("ReopenContainerLog(created) = %v, want FailedPrecondition", err)
 	}
 }
+
+// ContainerStatus reports the process as CreateContainer resolved it: the
+// effective user and groups, the resources in force (updates merged in)
+// and the stop signal (the config's, else the image's).
+func TestContainerStatusProcess(t *testing.T) {
+	n := newTestNode(t)
+	ctx := context.Background()
+	podCfg := n.podConfig("web")
+	podID := n.runPod(t, podCfg, "")
+	cfg := ctrConfig("app")
+	cfg.Linux = &runtimeapi.LinuxContainerConfig{
+		SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+			RunAsUser: &runtimeapi.Int64Value{Value: 1000}, RunAsGroup: &runtimeapi.Int64Value{Value: 2000},
+			SupplementalGroups: []int64{3000},
+		},
+		Resources: &runtimeapi.LinuxContainerResources{CpuShares: 256, MemoryLimitInBytes: 32 << 20},
+	}
+	app := n.startCtr(t, podID, podCfg, cfg)
+	quit := ctrConfig("quit")
+	quit.StopSignal = runtimeapi.Signal_SIGNAL_SIGUSR1
+	usr1 := n.createCtr(t, podID, podCfg, quit)
+
+	status := func(id string) *runtimeapi.ContainerStatus {
+		t.Helper()
+		resp, err := n.srv.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Status
+	}
+	st := status(app)
+	u := st.GetUser().GetLinux()
+	if u.GetUid() != 1000 || u.GetGid() != 2000 || !slices.Equal(u.GetSupplementalGroups(), []int64{2000, 3000}) {
+		t.Errorf("user = %v, want uid 1000 gid 2000 groups [2000 3000]", st.GetUser())
+	}
+	if r := st.GetResources().GetLinux(); r.GetCpuShares() != 256 || r.GetMemoryLimitInBytes() != 32<<20 {
+		t.Errorf("resources = %v, want shares 256, memory 32 MiB", st.GetResources())
+	}
+	if st.StopSignal != runtimeapi.Signal_SIGNAL_SIGQUIT {
+		t.Errorf("stop_signal = %v, want the image's SIGQUIT", st.StopSignal)
+	}
+	if got := status(usr1).StopSignal; got != runtimeapi.Signal_SIGNAL_SIGUSR1 {
+		t.Errorf("stop_signal = %v, want the config's SIGUSR1", got)
+	}
+
+	_, err := n.srv.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{
+		ContainerId: app, Linux: &runtimeapi.LinuxContainerResources{CpuShares: 512}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := status(app).GetResources().GetLinux(); r.GetCpuShares() != 512 || r.GetMemoryLimitInBytes() != 32<<20 {
+		t.Errorf("resources after update = %v, want shares 512, memory still 32 MiB", r)
+	}
+	// A failed update changes nothing recorded.
+	n.f.failAt("rt.update", errInjected)
+	n.srv.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{
+		ContainerId: app, Linux: &runtimeapi.LinuxContainerResources{CpuShares: 1024}})
+	if r := status(app).GetResources().GetLinux(); r.GetCpuShares() != 512 {
+		t.Errorf("resources after a failed update = %v, want shares 512", r)
+	}
+}

@@ -152,6 +152,43 @@ func (s *Store) explainMiss(ctx context.Context, tx *sqlx.Tx, id string, err err
 	return fmt.Errorf("container %s is %s, not %s: %w", id, cur.State, want, ErrWrongState)
 }
 
+// Process is what CreateContainer resolved for a container's process.
+type Process struct {
+	RunUser    string // JSON of the effective uid, gid and groups
+	Resources  string // protojson of the CRI resources in force
+	StopSignal int
+}
+
+// MarkContainerCreated records that the runtime made container id (state
+// creating), with what its process resolved to.
+func (s *Store) MarkContainerCreated(ctx context.Context, id string, p Process) error {
+	arg := struct {
+		ID         string `db:"id"`
+		RunUser    string `db:"run_user"`
+		Resources  string `db:"resources"`
+		StopSignal int    `db:"stop_signal"`
+		UpdatedAt  int64  `db:"updated_at"`
+	}{id, p.RunUser, p.Resources, p.StopSignal, s.nanos()}
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		err := execOne(ctx, tx, s.q.MarkContainerCreated, arg)
+		return s.explainMiss(ctx, tx, id, err, "creating")
+	})
+}
+
+// SetContainerResources records the resources of a created or running
+// container after UpdateContainerResources changed them.
+func (s *Store) SetContainerResources(ctx context.Context, id, resources string) error {
+	arg := struct {
+		ID        string `db:"id"`
+		Resources string `db:"resources"`
+		UpdatedAt int64  `db:"updated_at"`
+	}{id, resources, s.nanos()}
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		err := execOne(ctx, tx, s.q.SetContainerResources, arg)
+		return s.explainMiss(ctx, tx, id, err, "created or running")
+	})
+}
+
 // Started describes a container's process once the runtime started it.
 type Started struct {
 	PID      int

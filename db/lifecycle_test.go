@@ -207,6 +207,34 @@ func TestEveryQueryRuns(t *testing.T) {
 			return err
 		}},
 		{"UpdateContainerState", func() error { return s.SetContainerState(ctx, c.ID, ContainerCreated, ContainerCreating) }},
+		{"SetContainerResources", func() error {
+			if err := s.SetContainerResources(ctx, c.ID, `{"cpuShares":"512"}`); err != nil {
+				return err
+			}
+			got, err := s.Container(ctx, c.ID)
+			if err == nil && got.Resources != `{"cpuShares":"512"}` {
+				err = fmt.Errorf("resources after SetContainerResources = %q", got.Resources)
+			}
+			return err
+		}},
+		{"MarkContainerCreated", func() error {
+			side := mustCreateContainer(t, s, sb.ID, "side")
+			p := Process{RunUser: `{"uid":1000,"gid":1000}`, Resources: `{}`, StopSignal: 3}
+			if err := s.MarkContainerCreated(ctx, side.ID, p); err != nil {
+				return err
+			}
+			got, err := s.Container(ctx, side.ID)
+			if err == nil && (got.State != ContainerCreated || got.RunUser != p.RunUser || got.StopSignal != 3) {
+				err = fmt.Errorf("after MarkContainerCreated: %+v", got)
+			}
+			if err == nil && !errors.Is(s.MarkContainerCreated(ctx, side.ID, p), ErrWrongState) {
+				err = errors.New("MarkContainerCreated twice did not fail with ErrWrongState")
+			}
+			if err := s.DeleteContainer(ctx, side.ID); err != nil {
+				return err
+			}
+			return err
+		}},
 		{"MarkContainerStarted", func() error { return s.MarkContainerStarted(ctx, c.ID, Started{PID: 1}) }},
 		{"MarkContainerExited", func() error { return s.MarkContainerExited(ctx, c.ID, Exit{Code: 0}) }},
 		{"DeleteContainer", func() error { return s.DeleteContainer(ctx, c.ID) }},

@@ -38,6 +38,8 @@ type statements struct {
 	ListContainersByLabels   string
 	CountContainersInSandbox string
 	UpdateContainerState     string
+	MarkContainerCreated     string
+	SetContainerResources    string
 	MarkContainerStarted     string
 	MarkContainerExited      string
 	DeleteContainer          string

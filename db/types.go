@@ -56,6 +56,10 @@ type Container struct {
 	Annotations StringMap      `db:"annotations"`
 	Config      []byte         `db:"config"`
 	ConfigHash  string         `db:"config_hash"`
+	// Resolved by CreateContainer (see schema/0004_container_process.sql).
+	RunUser    string `db:"run_user"`    // JSON of ProcessUser; "" = unknown
+	Resources  string `db:"resources"`   // protojson of CRI LinuxContainerResources; "" = unknown
+	StopSignal int    `db:"stop_signal"` // 0 = unknown
 }
 
 // Name is one reservation in the names table.

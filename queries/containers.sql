@@ -1,10 +1,10 @@
 -- name: InsertContainer :exec
 INSERT INTO containers (id, sandbox_id, name, kube_name, attempt, image, image_ref, state, pid, pid_start,
                         exit_code, reason, message, created_at, started_at, finished_at, updated_at, log_path,
-                        labels, annotations, config, config_hash)
+                        labels, annotations, config, config_hash, run_user, resources, stop_signal)
 VALUES (:id, :sandbox_id, :name, :kube_name, :attempt, :image, :image_ref, :state, :pid, :pid_start,
         :exit_code, :reason, :message, :created_at, :started_at, :finished_at, :updated_at, :log_path,
-        :labels, :annotations, :config, :config_hash);
+        :labels, :annotations, :config, :config_hash, :run_user, :resources, :stop_signal);
 
 -- name: GetContainer :one
 SELECT * FROM containers WHERE id = ?;
@@ -44,6 +44,16 @@ SELECT count(*) FROM containers WHERE sandbox_id = ?;
 -- See UpdateSandboxState.
 UPDATE containers SET state = :state, updated_at = :updated_at
 WHERE id = :id AND state IN (SELECT value FROM json_each(:from_states));
+
+-- name: MarkContainerCreated :exec
+-- The runtime made the container: record what its process resolved to.
+UPDATE containers
+SET state = 'created', run_user = :run_user, resources = :resources, stop_signal = :stop_signal, updated_at = :updated_at
+WHERE id = :id AND state = 'creating';
+
+-- name: SetContainerResources :exec
+UPDATE containers SET resources = :resources, updated_at = :updated_at
+WHERE id = :id AND state IN ('created', 'running');
 
 -- name: MarkContainerStarted :exec
 UPDATE containers

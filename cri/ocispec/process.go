@@ -201,10 +201,7 @@ func StopSignal(img *imgspecv1.Image) (syscall.Signal, error) {
 // (KEP-4960) taking precedence over the image's.
 func ContainerStopSignal(cfg *runtimeapi.ContainerConfig, img *imgspecv1.Image) (syscall.Signal, error) {
 	if s := cfg.GetStopSignal(); s != runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
-		name := strings.TrimPrefix(s.String(), "SIGNAL_")
-		name = strings.Replace(name, "RTMINPLUS", "RTMIN+", 1)
-		name = strings.Replace(name, "RTMAXMINUS", "RTMAX-", 1)
-		sig, err := ParseSignal(name)
+		sig, err := ParseSignal(criSignalName(s))
 		if err != nil {
 			return 0, fmt.Errorf("stop_signal: %w", err)
 		}
@@ -212,3 +209,33 @@ func ContainerStopSignal(cfg *runtimeapi.ContainerConfig, img *imgspecv1.Image) 
 	}
 	return StopSignal(img)
 }
+
+// criSignalName is the signal name of a CRI Signal: SIGNAL_SIGRTMINPLUS3
+// is SIGRTMIN+3.
+func criSignalName(s runtimeapi.Signal) string {
+	name := strings.TrimPrefix(s.String(), "SIGNAL_")
+	name = strings.Replace(name, "RTMINPLUS", "RTMIN+", 1)
+	return strings.Replace(name, "RTMAXMINUS", "RTMAX-", 1)
+}
+
+// criSignals maps a signal number to its CRI Signal, the first name in
+// CRI's order for numbers with two (SIGCHLD before SIGCLD, SIGABRT before
+// SIGIOT).
+var criSignals = func() map[syscall.Signal]runtimeapi.Signal {
+	m := map[syscall.Signal]runtimeapi.Signal{}
+	for n := int32(1); ; n++ {
+		if _, ok := runtimeapi.Signal_name[n]; !ok {
+			return m
+		}
+		s := runtimeapi.Signal(n)
+		if sig, err := ParseSignal(criSignalName(s)); err == nil {
+			if _, seen := m[sig]; !seen {
+				m[sig] = s
+			}
+		}
+	}
+}()
+
+// CRISignal is sig as CRI names it; SIGNAL_RUNTIME_DEFAULT for 0 or a
+// number CRI has no name for.
+func CRISignal(sig syscall.Signal) runtimeapi.Signal { return criSignals[sig] }

@@ -186,3 +186,39 @@ func TestStopSignal(t *testing.T) {
 func stopImage(sig string) *imgspecv1.Image {
 	return &imgspecv1.Image{Config: imgspecv1.ImageConfig{StopSignal: sig}}
 }
+
+func TestCRISignal(t *testing.T) {
+	tests := []struct {
+		sig  syscall.Signal
+		want runtimeapi.Signal
+	}{
+		{syscall.SIGTERM, runtimeapi.Signal_SIGNAL_SIGTERM},
+		{syscall.SIGQUIT, runtimeapi.Signal_SIGNAL_SIGQUIT},
+		{syscall.SIGCHLD, runtimeapi.Signal_SIGNAL_SIGCHLD}, // not SIGCLD
+		{syscall.SIGABRT, runtimeapi.Signal_SIGNAL_SIGABRT}, // not SIGIOT
+		{syscall.SIGIO, runtimeapi.Signal_SIGNAL_SIGIO},     // not SIGPOLL
+		{syscall.Signal(sigRTMIN + 3), runtimeapi.Signal_SIGNAL_SIGRTMINPLUS3},
+		{syscall.Signal(63), runtimeapi.Signal_SIGNAL_SIGRTMAXMINUS1},
+		{0, runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT},
+	}
+	for _, tt := range tests {
+		if got := CRISignal(tt.sig); got != tt.want {
+			t.Errorf("CRISignal(%d) = %v, want %v", tt.sig, got, tt.want)
+		}
+	}
+	// Every CRI signal maps back to itself or to the first name of its number.
+	for n := range runtimeapi.Signal_name {
+		s := runtimeapi.Signal(n)
+		if s == runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
+			continue
+		}
+		sig, err := ContainerStopSignal(&runtimeapi.ContainerConfig{StopSignal: s}, nil)
+		if err != nil {
+			t.Errorf("%v does not parse: %v", s, err)
+			continue
+		}
+		if back := CRISignal(sig); back != s && back > s {
+			t.Errorf("CRISignal(%d) = %v, want %v or an earlier name", sig, back, s)
+		}
+	}
+}

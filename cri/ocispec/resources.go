@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -244,4 +245,48 @@ func Resources(r *runtimeapi.LinuxContainerResources, clamp, noHugetlb bool) (*s
 		res.HugepageLimits = nil
 	}
 	return res, nil
+}
+
+// AppliedResources is r as crisp applies it, for ContainerStatus: without
+// the hugepage limits dropped under noHugetlb, with oom_score_adj clamped
+// under clamp. It never returns nil.
+func AppliedResources(r *runtimeapi.LinuxContainerResources, clamp, noHugetlb bool) *runtimeapi.LinuxContainerResources {
+	out := &runtimeapi.LinuxContainerResources{}
+	if r != nil {
+		out = proto.Clone(r).(*runtimeapi.LinuxContainerResources)
+	}
+	if noHugetlb {
+		out.HugepageLimits = nil
+	}
+	if clamp && out.OomScoreAdj < 0 {
+		out.OomScoreAdj = 0
+	}
+	return out
+}
+
+// UpdatedResources is cur after an UpdateContainerResources with update:
+// its set (non-zero) fields replace cur's, as runc update applies only
+// what it is given; hugepage limits and unified entries given replace
+// those of the same page size or key.
+func UpdatedResources(cur, update *runtimeapi.LinuxContainerResources) *runtimeapi.LinuxContainerResources {
+	out := &runtimeapi.LinuxContainerResources{}
+	if cur != nil {
+		out = proto.Clone(cur).(*runtimeapi.LinuxContainerResources)
+	}
+	if update == nil {
+		return out
+	}
+	limits := update.HugepageLimits
+	u := proto.Clone(update).(*runtimeapi.LinuxContainerResources)
+	u.HugepageLimits = nil
+	proto.Merge(out, u) // scalars set in u win; maps merge by key
+	for _, l := range limits {
+		i := slices.IndexFunc(out.HugepageLimits, func(h *runtimeapi.HugepageLimit) bool { return h.PageSize == l.PageSize })
+		if i < 0 {
+			out.HugepageLimits = append(out.HugepageLimits, proto.Clone(l).(*runtimeapi.HugepageLimit))
+		} else {
+			out.HugepageLimits[i] = proto.Clone(l).(*runtimeapi.HugepageLimit)
+		}
+	}
+	return out
 }

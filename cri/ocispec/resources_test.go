@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -188,5 +189,41 @@ func TestHugepageLimitsWithoutHugetlb(t *testing.T) {
 	// Dropping is no licence for a malformed size.
 	if _, err := Resources(&runtimeapi.LinuxContainerResources{HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2XB"}}}, false, true); err == nil {
 		t.Error("Resources(page size 2XB, noHugetlb) = nil error")
+	}
+}
+
+func TestAppliedResources(t *testing.T) {
+	in := &runtimeapi.LinuxContainerResources{CpuShares: 2, OomScoreAdj: -997,
+		HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2MB", Limit: 0}}}
+	got := AppliedResources(in, true, true)
+	if got.OomScoreAdj != 0 || len(got.HugepageLimits) != 0 || got.CpuShares != 2 {
+		t.Errorf("AppliedResources(clamp, noHugetlb) = %v", got)
+	}
+	if in.OomScoreAdj != -997 || len(in.HugepageLimits) != 1 {
+		t.Errorf("AppliedResources changed its input: %v", in)
+	}
+	if got := AppliedResources(in, false, false); got.OomScoreAdj != -997 || len(got.HugepageLimits) != 1 {
+		t.Errorf("AppliedResources() = %v, want it unchanged", got)
+	}
+	if got := AppliedResources(nil, true, true); got == nil {
+		t.Error("AppliedResources(nil) = nil")
+	}
+}
+
+func TestUpdatedResources(t *testing.T) {
+	cur := &runtimeapi.LinuxContainerResources{CpuShares: 2, CpuQuota: 5000, MemoryLimitInBytes: 1 << 20,
+		HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2MB", Limit: 0}, {PageSize: "1GB", Limit: 0}},
+		Unified:        map[string]string{"memory.high": "max", "pids.max": "10"}}
+	got := UpdatedResources(cur, &runtimeapi.LinuxContainerResources{CpuShares: 512,
+		HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2MB", Limit: 4 << 20}},
+		Unified:        map[string]string{"pids.max": "20"}})
+	want := &runtimeapi.LinuxContainerResources{CpuShares: 512, CpuQuota: 5000, MemoryLimitInBytes: 1 << 20,
+		HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2MB", Limit: 4 << 20}, {PageSize: "1GB", Limit: 0}},
+		Unified:        map[string]string{"memory.high": "max", "pids.max": "20"}}
+	if !proto.Equal(got, want) {
+		t.Errorf("UpdatedResources() = %v, want %v", got, want)
+	}
+	if cur.CpuShares != 2 || cur.HugepageLimits[0].Limit != 0 || cur.Unified["pids.max"] != "10" {
+		t.Errorf("UpdatedResources changed its input: %v", cur)
 	}
 }
