@@ -51,6 +51,24 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerS
 	if err != nil {
 		return nil, err
 	}
+	st, err := containerStatus(c)
+	if err != nil {
+		return nil, err
+	}
+	resp := &runtimeapi.ContainerStatusResponse{Status: st}
+	if req.GetVerbose() {
+		b, err := json.Marshal(map[string]any{"pid": c.PID, "sandboxID": c.SandboxID, "name": c.Name, "state": c.State})
+		if err != nil {
+			return nil, err
+		}
+		resp.Info = map[string]string{"info": string(b)}
+	}
+	return resp, nil
+}
+
+// containerStatus is container c's CRI status as recorded: what
+// ContainerStatus answers and what container events carry.
+func containerStatus(c db.Container) (*runtimeapi.ContainerStatus, error) {
 	cfg, err := containerConfig(c)
 	if err != nil {
 		return nil, err
@@ -78,15 +96,7 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerS
 	if err := processStatus(c, st); err != nil {
 		return nil, err
 	}
-	resp := &runtimeapi.ContainerStatusResponse{Status: st}
-	if req.GetVerbose() {
-		b, err := json.Marshal(map[string]any{"pid": c.PID, "sandboxID": c.SandboxID, "name": c.Name, "state": c.State})
-		if err != nil {
-			return nil, err
-		}
-		resp.Info = map[string]string{"info": string(b)}
-	}
-	return resp, nil
+	return st, nil
 }
 
 // ListContainers lists containers, filtered in SQL by id (or prefix),

@@ -38,6 +38,27 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 	if err != nil {
 		return nil, err
 	}
+	st, err := sandboxStatus(sb)
+	if err != nil {
+		return nil, err
+	}
+	resp := &runtimeapi.PodSandboxStatusResponse{Status: st}
+	if req.GetVerbose() {
+		b, err := json.Marshal(map[string]any{
+			"handler": sb.Handler, "trust": sb.Trust, "trustReason": sb.TrustReason, "privileged": sb.Privileged,
+			"netns": sb.NetNSPath, "infraID": sb.InfraID, "state": sb.State, "name": sb.Name,
+		})
+		if err != nil {
+			return nil, err
+		}
+		resp.Info = map[string]string{"info": string(b)}
+	}
+	return resp, nil
+}
+
+// sandboxStatus is pod sb's CRI status as recorded: what PodSandboxStatus
+// answers and what container events carry.
+func sandboxStatus(sb db.Sandbox) (*runtimeapi.PodSandboxStatus, error) {
 	cfg, err := sandboxConfig(sb)
 	if err != nil {
 		return nil, err
@@ -53,18 +74,7 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 			st.Network.AdditionalIps = append(st.Network.AdditionalIps, &runtimeapi.PodIP{Ip: ip})
 		}
 	}
-	resp := &runtimeapi.PodSandboxStatusResponse{Status: st}
-	if req.GetVerbose() {
-		b, err := json.Marshal(map[string]any{
-			"handler": sb.Handler, "trust": sb.Trust, "trustReason": sb.TrustReason, "privileged": sb.Privileged,
-			"netns": sb.NetNSPath, "infraID": sb.InfraID, "state": sb.State, "name": sb.Name,
-		})
-		if err != nil {
-			return nil, err
-		}
-		resp.Info = map[string]string{"info": string(b)}
-	}
-	return resp, nil
+	return st, nil
 }
 
 // ListPodSandbox lists pods, filtered by id (or prefix), state and labels
