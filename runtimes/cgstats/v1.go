@@ -1,0 +1,214 @@
+package cgstats
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// readV1 reads the cgroup's counters from the v1 hierarchies, and its
+// pressure from the cgroup2 mount of a hybrid host when the cgroup is
+// there too.
+func (r *Reader) readV1(path string) (Sample, error) {
+	memDir := filepath.Join(r.v1["memory"], path)
+	ok, err := exists(memDir)
+	if err != nil {
+		return Sample{}, fmt.Errorf("read cgroup %s: %w", path, err)
+	}
+	if !ok {
+		return Sample{}, fmt.Errorf("read cgroup %s: %w", path, ErrNotFound)
+	}
+	s := Sample{Time: time.Now()}
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.Memory, s.Swap, err = readMemoryV1(memDir)
+	add(err)
+	if mnt, ok := r.v1["cpuacct"]; ok {
+		s.CPU, err = readCPUV1(filepath.Join(mnt, path))
+		add(err)
+	}
+	if mnt, ok := r.v1["blkio"]; ok {
+		s.IO, err = readIOV1(filepath.Join(mnt, path))
+		add(err)
+	}
+	if mnt, ok := r.v1["pids"]; ok {
+		s.Pids, err = readPids(filepath.Join(mnt, path))
+		add(err)
+	}
+	if r.v2 != "" {
+		add(r.addPressure(&s, filepath.Join(r.v2, path)))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Sample{}, fmt.Errorf("read cgroup %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func readMemoryV1(dir string) (*Memory, *Swap, error) {
+	usage, ok, err := readUint(filepath.Join(dir, "memory.usage_in_bytes"))
+	if err != nil || !ok {
+		return nil, nil, err
+	}
+	m := &Memory{Usage: usage}
+	b, err := readFile(filepath.Join(dir, "memory.stat"))
+	if err != nil {
+		return nil, nil, err
+	}
+	var swap uint64
+	hasSwap := false
+	// The total_ counters are hierarchical: a pod's cgroup counts its
+	// containers'.
+	eachKeyValue(b, func(k string, v uint64) {
+		switch k {
+		case "total_inactive_file":
+			m.InactiveFile = v
+		case "total_active_file":
+			m.ActiveFile = v
+		case "total_rss":
+			m.RSS = v
+		case "total_cache":
+			m.Cache = v
+		case "total_mapped_file":
+			m.MappedFile = v
+		case "total_pgfault":
+			m.PageFaults = v
+		case "total_pgmajfault":
+			m.MajorFaults = v
+		case "total_swap": // only with swap accounting
+			swap, hasSwap = v, true
+		}
+	})
+	m.WorkingSet = workingSet(m.Usage, m.InactiveFile)
+	limit, _, err := readUint(filepath.Join(dir, "memory.limit_in_bytes"))
+	if err != nil {
+		return nil, nil, err
+	}
+	if limit < unlimitedV1 {
+		m.Limit = limit
+	}
+	if m.Failcnt, _, err = readUint(filepath.Join(dir, "memory.failcnt")); err != nil {
+		return nil, nil, err
+	}
+	if m.MaxUsage, _, err = readUint(filepath.Join(dir, "memory.max_usage_in_bytes")); err != nil {
+		return nil, nil, err
+	}
+	if !hasSwap {
+		return m, nil, nil
+	}
+	sw := &Swap{Usage: swap}
+	// memsw limits memory plus swap; what is left for swap alone is the
+	// difference, when both are set.
+	memsw, ok, err := readUint(filepath.Join(dir, "memory.memsw.limit_in_bytes"))
+	if err != nil {
+		return nil, nil, err
+	}
+	if ok && memsw < unlimitedV1 && m.Limit != 0 && memsw >= m.Limit {
+		sw.Limit = memsw - m.Limit
+	}
+	return m, sw, nil
+}
+
+func readCPUV1(dir string) (*CPU, error) {
+	usage, ok, err := readUint(filepath.Join(dir, "cpuacct.usage"))
+	if err != nil || !ok {
+		return nil, err
+	}
+	c := &CPU{UsageNanos: usage}
+	// Older kernels lack the split files; the total is what matters.
+	if c.UserNanos, _, err = readUint(filepath.Join(dir, "cpuacct.usage_user")); err != nil {
+		return nil, err
+	}
+	if c.SystemNanos, _, err = readUint(filepath.Join(dir, "cpuacct.usage_sys")); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// readIOV1 sums blkio's throttle counters (kept whatever the I/O
+// scheduler) over every device:
+//
+//	8:0 Read 4096
+//	8:0 Write 0
+//	Total 4096
+func readIOV1(dir string) (*IO, error) {
+	bytesFile, err := readFile(filepath.Join(dir, "blkio.throttle.io_service_bytes_recursive"))
+	if err != nil || bytesFile == nil {
+		return nil, err
+	}
+	ops, err := readFile(filepath.Join(dir, "blkio.throttle.io_serviced_recursive"))
+	if err != nil {
+		return nil, err
+	}
+	io := &IO{}
+	sumBlkio(bytesFile, &io.ReadBytes, &io.WriteBytes)
+	sumBlkio(ops, &io.Reads, &io.Writes)
+	return io, nil
+}
+
+func sumBlkio(b []byte, read, write *uint64) {
+	for _, line := range bytes.Split(b, []byte{'\n'}) {
+		f := bytes.Fields(line)
+		if len(f) != 3 {
+			continue // "Total n", or blank
+		}
+		n, err := strconv.ParseUint(string(f[2]), 10, 64)
+		if err != nil {
+			continue
+		}
+		switch string(f[1]) {
+		case "Read":
+			*read += n
+		case "Write":
+			*write += n
+		}
+	}
+}
+
+func readPids(dir string) (*Pids, error) {
+	cur, ok, err := readUint(filepath.Join(dir, "pids.current"))
+	if err != nil || !ok {
+		return nil, err
+	}
+	limit, _, err := readUint(filepath.Join(dir, "pids.max"))
+	if err != nil {
+		return nil, err
+	}
+	return &Pids{Current: cur, Limit: limit}, nil
+}
+
+// addPressure reads the cpu, memory and io pressure files of the cgroup2
+// directory dir into s, where dir exists and has them.
+func (r *Reader) addPressure(s *Sample, dir string) error {
+	cpu, err := readPSI(filepath.Join(dir, "cpu.pressure"))
+	if err != nil {
+		return err
+	}
+	mem, err := readPSI(filepath.Join(dir, "memory.pressure"))
+	if err != nil {
+		return err
+	}
+	io, err := readPSI(filepath.Join(dir, "io.pressure"))
+	if err != nil {
+		return err
+	}
+	if cpu != nil && s.CPU != nil {
+		s.CPU.PSI = cpu
+	}
+	if mem != nil && s.Memory != nil {
+		s.Memory.PSI = mem
+	}
+	if io != nil {
+		if s.IO == nil {
+			s.IO = &IO{}
+		}
+		s.IO.PSI = io
+	}
+	return nil
+}
