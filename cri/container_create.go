@@ -42,6 +42,9 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	if err := ocispec.CheckContainerInPod(cfg, ocispec.Sandbox{Privileged: sb.Privileged, Config: sbCfg}); err != nil {
 		return nil, fmt.Errorf("create container %s in pod %s: %w", cfg.Metadata.Name, sb.ID, err)
 	}
+	if err := checkHandlerFeatures(cfg, sb.Handler, s.handler(sb.Handler)); err != nil {
+		return nil, fmt.Errorf("create container %s in pod %s: %w", cfg.Metadata.Name, sb.ID, err)
+	}
 	t.done("lookup")
 	img, err := s.images.Status(ctx, cfg.Image.Image)
 	if err != nil {

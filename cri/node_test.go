@@ -176,6 +176,13 @@ func (n *testNode) runPod(t *testing.T, cfg *runtimeapi.PodSandboxConfig, handle
 }
 
 // ctrConfig is the config of a container called name.
+// setFeatures sets what handler name's runtime says it can do.
+func (n *testNode) setFeatures(name string, f oci.Features) {
+	h := n.srv.handlers[name]
+	h.Features = f
+	n.srv.handlers[name] = h
+}
+
 func ctrConfig(name string) *runtimeapi.ContainerConfig {
 	return &runtimeapi.ContainerConfig{
 		Metadata: &runtimeapi.ContainerMetadata{Name: name},

@@ -3,11 +3,14 @@ package cri
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"os"
 	"slices"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crisp-cri/crisp/cri/ocispec"
 )
 
 // CRIAPIVersion is the CRI version crisp serves.
@@ -40,8 +43,9 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		rtCond.Status, rtCond.Reason, rtCond.Message = false, "RuntimeMissing", err.Error()
 	}
 	resp := &runtimeapi.StatusResponse{
-		Status:   &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{rtCond, netCond}},
-		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: false},
+		Status:          &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{rtCond, netCond}},
+		Features:        s.runtimeFeatures(),
+		RuntimeHandlers: []*runtimeapi.RuntimeHandler{{Name: "", Features: s.defaultHandlerFeatures()}},
 	}
 	type handlerInfo struct {
 		Name, Type, Class, Path, Root string
@@ -53,7 +57,7 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		infos = append(infos, handlerInfo{Name: name, Type: oh.Type, Class: h.Class, Path: oh.Path, Root: oh.Root})
 		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{
 			Name:     name,
-			Features: &runtimeapi.RuntimeHandlerFeatures{},
+			Features: &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: h.Features.RecursiveReadOnly},
 		})
 	}
 	if req.GetVerbose() {
@@ -74,4 +78,51 @@ func (s *Server) RuntimeConfig(ctx context.Context, req *runtimeapi.RuntimeConfi
 	return &runtimeapi.RuntimeConfigResponse{
 		Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: runtimeapi.CgroupDriver_CGROUPFS},
 	}, nil
+}
+
+// criMountOptions are the CRI mount options crisp passes on (see
+// ocispec); kubelet uses them only where every handler takes them.
+var criMountOptions = []string{"noexec", "nodev", "nosuid"}
+
+// runtimeFeatures are crisp's own, whatever the handler: supplemental
+// groups policy Strict and the user's ids in ContainerStatus; the CRI
+// mount options when every handler's runtime accepts them; no user
+// namespaces (crisp refuses them).
+func (s *Server) runtimeFeatures() *runtimeapi.RuntimeFeatures {
+	mountOpts := len(s.handlers) > 0
+	for _, h := range s.handlers {
+		mountOpts = mountOpts && h.Features.HasMountOptions(criMountOptions...)
+	}
+	return &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true, MountOptions: mountOpts}
+}
+
+// defaultHandlerFeatures are those of the "" handler: a pod that names no
+// handler may be routed to the trusted or the untrusted one (trust
+// policy), so it gets only what both can do.
+func (s *Server) defaultHandlerFeatures() *runtimeapi.RuntimeHandlerFeatures {
+	rro := false
+	for i, name := range []string{s.trust.TrustedHandler, s.trust.UntrustedHandler} {
+		h, ok := s.handlers[name]
+		if !ok {
+			continue
+		}
+		rro = h.Features.RecursiveReadOnly && (i == 0 || rro)
+	}
+	return &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: rro}
+}
+
+// checkHandlerFeatures refuses mounts that the pod's handler cannot make
+// as asked: kubelet checks the advertised features first, other clients
+// may not, and a mount silently made writable or without its options
+// would be worse than no container.
+func checkHandlerFeatures(cfg *runtimeapi.ContainerConfig, name string, h Handler) error {
+	for i, m := range cfg.GetMounts() {
+		if m.GetRecursiveReadOnly() && !h.Features.RecursiveReadOnly {
+			return fmt.Errorf("mounts[%d].recursive_read_only: runtime handler %q cannot make recursive read-only mounts: %w", i, name, ocispec.ErrUnsupported)
+		}
+		if len(m.GetMountOptions()) > 0 && !h.Features.HasMountOptions(m.GetMountOptions()...) {
+			return fmt.Errorf("mounts[%d].mount_options %v: runtime handler %q does not take them: %w", i, m.GetMountOptions(), name, ocispec.ErrUnsupported)
+		}
+	}
+	return nil
 }

@@ -3,10 +3,14 @@ package cri
 import (
 	"context"
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crisp-cri/crisp/runtimes/oci"
 )
 
 // Status tells whether pods can run: the default handler's binary is
@@ -50,9 +54,80 @@ func TestStatusConditions(t *testing.T) {
 			if net.Status != tt.networkReady || net.Reason != tt.networkReason {
 				t.Errorf("NetworkReady = %v %q, want %v %q", net.Status, net.Reason, tt.networkReady, tt.networkReason)
 			}
-			if len(resp.RuntimeHandlers) != 2 || !strings.Contains(resp.Info["config"], `"Name":"runsc","Type":"runsc","Class":"untrusted"`) {
-				t.Errorf("handlers = %v, info %s; want runc and runsc", resp.RuntimeHandlers, resp.Info["config"])
+			if len(resp.RuntimeHandlers) != 3 || !strings.Contains(resp.Info["config"], `"Name":"runsc","Type":"runsc","Class":"untrusted"`) {
+				t.Errorf("handlers = %v, info %s; want \"\", runc and runsc", resp.RuntimeHandlers, resp.Info["config"])
 			}
 		})
+	}
+}
+
+// Status advertises what the handlers' runtimes said they can do; the ""
+// handler (a pod naming none, routed by trust) gets only what both the
+// trusted and the untrusted handler can; CreateContainer refuses a mount a
+// handler cannot make as asked, leaving nothing.
+func TestStatusFeatures(t *testing.T) {
+	runcLike := oci.Features{RecursiveReadOnly: true, MountOptions: []string{"nodev", "noexec", "nosuid", "rro"}}
+	tests := []struct {
+		name              string
+		runc, runsc       oci.Features
+		rroDefault        bool
+		rroRunc, rroRunsc bool
+		mountOptions      bool
+	}{
+		{"runsc without features", runcLike, oci.Features{}, false, true, false, false},
+		{"both", runcLike, runcLike, true, true, true, true},
+		{"neither", oci.Features{}, oci.Features{}, false, false, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newTestNode(t)
+			n.setFeatures("runc", tt.runc)
+			n.setFeatures("runsc", tt.runsc)
+			resp, err := n.srv.Status(context.Background(), &runtimeapi.StatusRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rro := map[string]bool{}
+			for _, h := range resp.RuntimeHandlers {
+				rro[h.Name] = h.Features.RecursiveReadOnlyMounts
+				if h.Features.UserNamespaces {
+					t.Errorf("handler %q advertises user namespaces, which crisp refuses", h.Name)
+				}
+			}
+			want := map[string]bool{"": tt.rroDefault, "runc": tt.rroRunc, "runsc": tt.rroRunsc}
+			if !maps.Equal(rro, want) {
+				t.Errorf("recursive read-only by handler = %v, want %v", rro, want)
+			}
+			f := resp.Features
+			if !f.SupplementalGroupsPolicy || f.UserNamespacesHostNetwork || f.MountOptions != tt.mountOptions {
+				t.Errorf("features = %v, want supplemental groups policy, mount options %v", f, tt.mountOptions)
+			}
+		})
+	}
+}
+
+func TestCreateContainerRefusesWhatTheHandlerCannot(t *testing.T) {
+	n := newTestNode(t)
+	ctx := context.Background()
+	n.setFeatures("runc", oci.Features{RecursiveReadOnly: true, MountOptions: []string{"nodev", "noexec", "nosuid"}})
+	webCfg, gvCfg := n.podConfig("web"), n.podConfig("gv")
+	web, gv := n.runPod(t, webCfg, ""), n.runPod(t, gvCfg, "runsc")
+	rro := func(name string) *runtimeapi.ContainerConfig {
+		cfg := ctrConfig(name)
+		cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: t.TempDir(), Readonly: true, RecursiveReadOnly: true}}
+		return cfg
+	}
+	noexec := ctrConfig("noexec")
+	noexec.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: t.TempDir(), MountOptions: []string{"noexec"}}}
+	n.createCtr(t, web, webCfg, rro("app"))
+	for _, cfg := range []*runtimeapi.ContainerConfig{rro("app"), noexec} {
+		_, err := n.srv.CreateContainer(ctx, createReq(gv, gvCfg, cfg))
+		if codeOfErr(err) != codes.Unimplemented || !strings.Contains(err.Error(), `runtime handler "runsc"`) {
+			t.Errorf("CreateContainer(%s on runsc) = %v, want Unimplemented naming the handler", cfg.Metadata.Name, err)
+		}
+	}
+	resp, err := n.srv.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{PodSandboxId: gv}})
+	if err != nil || len(resp.Containers) != 0 {
+		t.Errorf("containers in the runsc pod after refusals = %v, %v; want none", resp.GetContainers(), err)
 	}
 }

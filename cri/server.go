@@ -15,6 +15,7 @@ import (
 	"github.com/crisp-cri/crisp/cri/stream"
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/runtimes/layout"
+	"github.com/crisp-cri/crisp/runtimes/oci"
 	"github.com/crisp-cri/crisp/runtimes/trust"
 )
 
@@ -34,6 +35,9 @@ type Handler struct {
 	// PrivilegedWithoutHostDevices keeps the host's devices from
 	// privileged containers of this handler.
 	PrivilegedWithoutHostDevices bool
+	// Features is what the runtime said it can do (oci.ProbeFeatures):
+	// Status advertises it and CreateContainer refuses what it cannot.
+	Features oci.Features
 }
 
 // Deps are the parts of the node the CRI server drives.
@@ -54,6 +58,11 @@ type Deps struct {
 	HostCaps         []string            // capabilities crispd holds: what privileged grants
 	HostDevices      []specs.LinuxDevice // given to privileged containers
 	CrispdPath       string              // crispd's static binary: the infra process is `crispd pause`
+	// What the stats calls read; a nil one leaves its figures out.
+	Cgroups   Cgroups  // a *cgstats.Reader
+	Layers    Layers   // a *storage.LayerUsages
+	NetStats  NetStats // a *network.Manager
+	LayerRoot string   // the filesystem holding writable layers (storage's graph root)
 }
 
 // Server implements the CRI services. Calls whose capability has not been
@@ -81,6 +90,12 @@ type Server struct {
 	hostDevices []specs.LinuxDevice
 	crispdPath  string
 	streams     *stream.Server
+
+	cgroups   Cgroups
+	layers    Layers
+	netStats  NetStats
+	layerRoot string
+	cpuRates  cpuRates
 }
 
 // NewServer returns the CRI server over d.
@@ -90,5 +105,6 @@ func NewServer(d Deps) *Server {
 	}
 	return &Server{store: d.Store, images: d.Images, net: d.Network, pods: d.Pods, handlers: d.Handlers, trust: d.Trust,
 		files: d.Files, log: d.Log,
-		clampOOM: d.ClampOOMScoreAdj, cgroupNS: d.CgroupNamespace, noHugetlb: d.NoHugetlb, hostCaps: d.HostCaps, hostDevices: d.HostDevices, crispdPath: d.CrispdPath}
+		clampOOM: d.ClampOOMScoreAdj, cgroupNS: d.CgroupNamespace, noHugetlb: d.NoHugetlb, hostCaps: d.HostCaps, hostDevices: d.HostDevices, crispdPath: d.CrispdPath,
+		cgroups: d.Cgroups, layers: d.Layers, netStats: d.NetStats, layerRoot: d.LayerRoot}
 }

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -81,7 +82,9 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 		Driver: cfg.Storage.Driver, DriverOptions: cfg.Storage.DriverOptions,
 		GraphRoot: cfg.Storage.GraphRoot, RunRoot: cfg.Storage.RunRoot,
 		RegistriesConf: cfg.Storage.RegistriesConf, UnqualifiedSearch: cfg.Storage.UnqualifiedSearch,
-		PolicyPath: cfg.Storage.SignaturePolicy,
+		PolicyPath:          cfg.Storage.SignaturePolicy,
+		PullProgressTimeout: cfg.Storage.PullProgressTimeout.Duration, UsageInterval: cfg.Storage.UsageRefreshInterval.Duration,
+		Pinned: pinnedImages(cfg),
 	}, log)
 	if err != nil {
 		return err
@@ -114,9 +117,13 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 			Network: h.Network, NetNSShim: []string{crispdPath, "runsc-netns-shim"}, Monitor: []string{crispdPath, "monitor"}},
 			cfg.Conmon, files, log)
 		runtimes[name] = rt
+		feats, err := rt.ProbeFeatures(ctx)
+		if err != nil {
+			log.Info("runtime reports no features: none advertised to kubelet", slog.String(logkey.Runtime, name), slog.Any("error", err))
+		}
 		handlers[name] = cri.Handler{Runtime: rt, Class: h.Class,
 			Annotations:                  ocispec.Passthrough{Pod: h.PodAnnotations, Container: h.ContainerAnnotations},
-			PrivilegedWithoutHostDevices: h.PrivilegedWithoutHostDevices}
+			PrivilegedWithoutHostDevices: h.PrivilegedWithoutHostDevices, Features: feats}
 		infoHandlers = append(infoHandlers, &adminpb.RuntimeHandler{Name: name, Class: h.Class, Path: h.Path, Root: h.Root})
 		trustCfg.Handlers[name] = trust.Class(h.Class)
 	}
@@ -304,4 +311,15 @@ func bootID(path string) string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// pinnedImages are the images kubelet's image GC must keep: the
+// configured ones and the pause image, when there is one ("" is crispd's
+// built-in infra, which is no image).
+func pinnedImages(cfg config.Config) []string {
+	pinned := slices.Clone(cfg.PinnedImages)
+	if cfg.PauseImage != "" {
+		pinned = append(pinned, cfg.PauseImage)
+	}
+	return pinned
 }

@@ -52,8 +52,8 @@ func TestDaemonServesCRIAndAdmin(t *testing.T) {
 	for _, h := range st.RuntimeHandlers {
 		handlers = append(handlers, h.Name)
 	}
-	if strings.Join(handlers, ",") != "runc,runsc" {
-		t.Errorf("Status() handlers = %v, want runc,runsc", handlers)
+	if strings.Join(handlers, ",") != ",runc,runsc" {
+		t.Errorf("Status() handlers = %q, want \"\" (the default), runc, runsc", handlers)
 	}
 
 	rc, err := d.Runtime().RuntimeConfig(ctx, &runtimeapi.RuntimeConfigRequest{})
