@@ -48,3 +48,48 @@ func (s *Store) ReconcileRuns(ctx context.Context, limit int) ([]ReconcileRun, e
 	err := s.db.SelectContext(ctx, &out, s.q.ListReconcileRuns, limit)
 	return out, translate(err)
 }
+
+// EventWithSandbox is a journal entry with the pod its object belongs to:
+// the pod itself, or a container's pod while the container's row exists;
+// "" for a deleted container and for other kinds.
+type EventWithSandbox struct {
+	Event
+	SandboxID string `db:"sandbox_id"`
+}
+
+// EventsWithSandbox is Events, each entry with its pod (see
+// EventWithSandbox). Safe for concurrent use.
+func (s *Store) EventsWithSandbox(ctx context.Context, after int64, limit int) ([]EventWithSandbox, error) {
+	var out []EventWithSandbox
+	err := s.db.SelectContext(ctx, &out, s.q.ListEventsWithSandbox, after, limit)
+	if err = translate(err); err != nil {
+		return nil, fmt.Errorf("read journal after %d: %w", after, err)
+	}
+	return out, nil
+}
+
+// LastEventSeq is the newest journal entry's sequence number, 0 when the
+// journal is empty: a reader that starts there sees what commits next.
+func (s *Store) LastEventSeq(ctx context.Context) (int64, error) {
+	var seq int64
+	if err := s.db.GetContext(ctx, &seq, s.q.LastEventSeq); err != nil {
+		return 0, fmt.Errorf("read the journal's last sequence number: %w", translate(err))
+	}
+	return seq, nil
+}
+
+// Commits receives after write transactions of this store commit, so a
+// journal reader wakes when there may be something new instead of polling
+// in a tight loop. Tokens coalesce (one is kept while nobody receives) and
+// are meant for one receiver; writes by another process, or another Store
+// on the same file, send none.
+func (s *Store) Commits() <-chan struct{} { return s.commits }
+
+// committed hands a token to Commits' receiver without ever blocking a
+// writer.
+func (s *Store) committed() {
+	select {
+	case s.commits <- struct{}{}:
+	default:
+	}
+}

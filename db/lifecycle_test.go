@@ -242,6 +242,8 @@ func TestEveryQueryRuns(t *testing.T) {
 		{"DeleteSandbox", func() error { return nil }}, // previous line
 		{"InsertEvent", func() error { return s.AppendEvent(ctx, Event{Kind: "node", ObjectID: "node", Type: "test"}) }},
 		{"ListEvents", func() error { _, err := s.Events(ctx, 0, 10); return err }},
+		{"LastEventSeq", func() error { _, err := s.LastEventSeq(ctx); return err }},
+		{"ListEventsWithSandbox", func() error { _, err := s.EventsWithSandbox(ctx, 0, 10); return err }},
 		{"InsertReconcileRun", func() error {
 			return s.RecordReconcileRun(ctx, ReconcileRun{Trigger: "admin", Counts: IntMap{"adopt": 1}, Actions: 1})
 		}},

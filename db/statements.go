@@ -49,8 +49,10 @@ type statements struct {
 	ReleaseName string
 	ListNames   string
 
-	InsertEvent string
-	ListEvents  string
+	InsertEvent           string
+	ListEvents            string
+	LastEventSeq          string
+	ListEventsWithSandbox string
 
 	InsertReconcileRun string
 	ListReconcileRuns  string

@@ -40,6 +40,8 @@ type Store struct {
 	q  statements
 	// now is the clock; tests replace it.
 	now func() time.Time
+	// commits gets a token after a write commits (see Commits).
+	commits chan struct{}
 }
 
 // Open opens (creating if needed) the database at path, applies pending
@@ -68,7 +70,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state database %s: %w", path, err)
 	}
-	s := &Store{db: dbx, q: q, now: time.Now}
+	s := &Store{db: dbx, q: q, now: time.Now, commits: make(chan struct{}, 1)}
 	if err := migrate(ctx, dbx, &q); err != nil {
 		dbx.Close()
 		return nil, fmt.Errorf("migrate state database %s: %w", path, translate(err))
@@ -137,7 +139,11 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 	if err := fn(tx); err != nil {
 		return err
 	}
-	return translate(tx.Commit())
+	if err := tx.Commit(); err != nil {
+		return translate(err)
+	}
+	s.committed()
+	return nil
 }
 
 // nanos is the store's clock in Unix nanoseconds.
