@@ -69,7 +69,7 @@ func TestServerOverUnixSocket(t *testing.T) {
 		t.Errorf("Version() = %v, %v", v, err)
 	}
 	st, err := rt.Status(ctx, &runtimeapi.StatusRequest{Verbose: true})
-	if err != nil || len(st.RuntimeHandlers) != 1 || st.Info["config"] == "" {
+	if err != nil || len(st.RuntimeHandlers) != 2 || st.Info["config"] == "" {
 		t.Errorf("Status(verbose) = %v, %v; want one handler and config info", st, err)
 	}
 	if _, err := rt.PodSandboxStats(ctx, &runtimeapi.PodSandboxStatsRequest{PodSandboxId: "abc"}); status.Code(err) != codes.Unimplemented {
