@@ -43,6 +43,11 @@ func codeOf(err error) codes.Code {
 		return codes.InvalidArgument
 	case errors.Is(err, storage.ErrImageInUse):
 		return codes.FailedPrecondition
+	case errors.Is(err, storage.ErrPullStalled):
+		// Not DeadlineExceeded: a client reads that as its own deadline
+		// passing. The registry stopped answering, a transient failure
+		// worth retrying with backoff, which is what Unavailable says.
+		return codes.Unavailable
 	case errors.Is(err, db.ErrAlreadyExists), errors.Is(err, db.ErrNameReserved):
 		return codes.AlreadyExists
 	case errors.Is(err, ErrInvalid), errors.Is(err, db.ErrInvalid), errors.Is(err, db.ErrAmbiguous):

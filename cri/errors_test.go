@@ -12,6 +12,7 @@ import (
 	"github.com/crisp-cri/crisp/cri/ocispec"
 	"github.com/crisp-cri/crisp/cri/validate"
 	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/runtimes/storage"
 )
 
 func TestCodeOf(t *testing.T) {
@@ -33,6 +34,7 @@ func TestCodeOf(t *testing.T) {
 		{"in use", fmt.Errorf("has containers: %w", db.ErrInUse), codes.FailedPrecondition},
 		{"precondition", fmt.Errorf("running: %w", ErrPrecondition), codes.FailedPrecondition},
 		{"deadline", fmt.Errorf("pull: %w", context.DeadlineExceeded), codes.DeadlineExceeded},
+		{"pull stalled", fmt.Errorf("pull example.com/a:1: %w: no data for 2s", storage.ErrPullStalled), codes.Unavailable},
 		{"canceled", context.Canceled, codes.Canceled},
 		{"already a status", status.Error(codes.Unimplemented, "later"), codes.Unimplemented},
 		{"anything else", errors.New("disk on fire"), codes.Internal},

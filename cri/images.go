@@ -17,7 +17,9 @@ import (
 // imageID is how the CRI names an image: its config digest.
 func imageID(img storage.Image) string { return "sha256:" + img.ID }
 
-// PullImage pulls an image with the request's credentials and returns its id.
+// PullImage pulls an image with the request's credentials and returns its
+// id. A registry that stops sending for the configured progress timeout
+// fails the pull with Unavailable (see codeOf).
 func (s *Server) PullImage(ctx context.Context, req *runtimeapi.PullImageRequest) (*runtimeapi.PullImageResponse, error) {
 	ref := req.GetImage().GetImage()
 	if ref == "" {
@@ -107,7 +109,7 @@ func (s *Server) ImageStatus(ctx context.Context, req *runtimeapi.ImageStatusReq
 			Pinned      bool     `json:"pinned"`
 			Layers      []string `json:"layers"`
 			Config      any      `json:"config"`
-		}{imageID(img), img.RepoTags, img.RepoDigests, img.Digest, img.Size, false, img.Layers, img.Config})
+		}{imageID(img), img.RepoTags, img.RepoDigests, img.Digest, img.Size, img.Pinned, img.Layers, img.Config})
 		if err != nil {
 			return nil, err
 		}
@@ -130,7 +132,8 @@ func (s *Server) RemoveImage(ctx context.Context, req *runtimeapi.RemoveImageReq
 	return &runtimeapi.RemoveImageResponse{}, nil
 }
 
-// ImageFsInfo reports the bytes and inodes the image store takes.
+// ImageFsInfo reports the bytes and inodes the image store takes, from
+// the store's cached measurement: Timestamp is when it was taken.
 func (s *Server) ImageFsInfo(ctx context.Context, req *runtimeapi.ImageFsInfoRequest) (*runtimeapi.ImageFsInfoResponse, error) {
 	u, err := s.images.Usage(ctx)
 	if err != nil {
@@ -153,6 +156,7 @@ func toCRIImage(img storage.Image) *runtimeapi.Image {
 		RepoDigests: img.RepoDigests,
 		Size:        img.Size,
 		Spec:        &runtimeapi.ImageSpec{Image: imageID(img)},
+		Pinned:      img.Pinned, // kubelet's image GC never removes a pinned image
 	}
 	user, _, _ := strings.Cut(img.User(), ":")
 	if uid, err := strconv.ParseInt(user, 10, 64); err == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -65,6 +66,36 @@ func TestImageService(t *testing.T) {
 	for i := range 2 {
 		if _, err := n.srv.RemoveImage(ctx, &runtimeapi.RemoveImageRequest{Image: spec(ref)}); err != nil {
 			t.Errorf("RemoveImage() #%d = %v", i+1, err)
+		}
+	}
+}
+
+// The store's pinned flag reaches ListImages and ImageStatus, verbose
+// info included, and only for the images the store pins.
+func TestImagesPinned(t *testing.T) {
+	n := newTestNode(t)
+	ctx := context.Background()
+	pause := storage.Image{ID: strings.Repeat("cd", 32), RepoTags: []string{"registry.k8s.io/pause:3.10"}, Pinned: true,
+		Config: testImage.Config}
+	n.images.images = append(n.images.images, pause)
+
+	list, err := n.srv.ListImages(ctx, &runtimeapi.ListImagesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, img := range list.Images {
+		got[img.Id] = img.Pinned
+	}
+	want := map[string]bool{"sha256:" + testImage.ID: false, "sha256:" + pause.ID: true}
+	if len(got) != len(want) || got["sha256:"+testImage.ID] || !got["sha256:"+pause.ID] {
+		t.Errorf("ListImages() pinned = %v, want %v", got, want)
+	}
+	for _, img := range []storage.Image{testImage, pause} {
+		st, err := n.srv.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: img.RepoTags[0]}, Verbose: true})
+		wantInfo := fmt.Sprintf(`"pinned":%t`, img.Pinned)
+		if err != nil || st.Image.GetPinned() != img.Pinned || !strings.Contains(st.Info["info"], wantInfo) {
+			t.Errorf("ImageStatus(%s) = pinned %v info %s, %v; want pinned %v", img.RepoTags[0], st.GetImage().GetPinned(), st.GetInfo()["info"], err, img.Pinned)
 		}
 	}
 }

@@ -25,6 +25,7 @@ type Image struct {
 	Created     time.Time
 	Config      *imgspecv1.Image // the image's OCI config
 	Layers      []string         // layer digests, bottom first
+	Pinned      bool             // kubelet's image GC must keep it (Config.Pinned)
 }
 
 // User is the image's configured user ("" means root).
@@ -61,6 +62,7 @@ func (s *Store) describe(ctx context.Context, img *cstorage.Image) (Image, error
 	}
 	sort.Strings(out.RepoTags)
 	sort.Strings(out.RepoDigests)
+	out.Pinned = s.pins.match(out.RepoTags, out.RepoDigests)
 	if size, err := s.store.ImageSize(img.ID); err == nil && size > 0 {
 		out.Size = uint64(size)
 	}
@@ -182,7 +184,7 @@ func (s *Store) Remove(ctx context.Context, ref string) error {
 		if err := s.store.RemoveNames(img.ID, []string{name}); err != nil {
 			return fmt.Errorf("untag %s from image %s: %w", name, img.ID, err)
 		}
-		return nil
+		return nil // an untag frees no space
 	}
 	ctrs, err := s.store.Containers()
 	if err != nil {
@@ -197,6 +199,7 @@ func (s *Store) Remove(ctx context.Context, ref string) error {
 		// A concurrent RemoveImage got there first: the image is gone, as asked.
 		return fmt.Errorf("remove image %s: %w", img.ID, err)
 	}
+	s.usageChanged()
 	return nil
 }
 

@@ -83,6 +83,7 @@ func (s *Store) Load(ctx context.Context, path, tag string) ([]Image, error) {
 		}
 		out = append(out, img)
 	}
+	s.usageChanged()
 	return out, nil
 }
 

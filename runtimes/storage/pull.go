@@ -155,17 +155,25 @@ func (s *Store) pullOne(ctx context.Context, named reference.Named, auth *Auth) 
 			s.dropNewLayers(before)
 		}
 	}()
-	progress := make(chan types.ProgressProperties)
-	stopProgress := logProgress(log, progress)
-	_, err = copy.Image(ctx, pc, dst, src, &copy.Options{
-		SourceCtx: sys, DestinationCtx: sys, Progress: progress, ProgressInterval: time.Second,
+	// The watch cancels the copy, with its own cause, when the registry
+	// stalls; the cause tells that apart from the caller giving up.
+	copyCtx, cancelCopy := context.WithCancelCause(ctx)
+	defer cancelCopy(nil)
+	progress, stopWatch := newPullWatch(log, s.cfg.PullProgressTimeout, cancelCopy).start()
+	_, err = copy.Image(copyCtx, pc, dst, src, &copy.Options{
+		SourceCtx: sys, DestinationCtx: sys, Progress: progress, ProgressInterval: progressEveryRead,
 	})
-	stopProgress()
+	stopWatch()
 	if err != nil {
-		err = classifyPullError(named, err)
+		if cause := context.Cause(copyCtx); ctx.Err() == nil && errors.Is(cause, ErrPullStalled) {
+			err = fmt.Errorf("pull %s: %w", named, cause)
+		} else {
+			err = classifyPullError(named, err)
+		}
 		log.Info("pull failed", slog.Any(logkey.Err, err), slog.Duration(logkey.Took, time.Since(start)))
 		return Image{}, err
 	}
+	s.usageChanged()
 	stored, err := istorage.Transport.GetStoreImage(s.store, dst)
 	if err != nil {
 		return Image{}, fmt.Errorf("find pulled image %s: %w", named, err)
@@ -176,25 +184,6 @@ func (s *Store) pullOne(ctx context.Context, named reference.Named, auth *Auth) 
 	}
 	log.Info("pulled", slog.String("id", img.ID), slog.Uint64("size", img.Size), slog.Duration(logkey.Took, time.Since(start)))
 	return img, nil
-}
-
-// logProgress logs download progress events until the returned func is
-// called (which waits for the logger to finish).
-func logProgress(log *slog.Logger, ch chan types.ProgressProperties) func() {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for p := range ch {
-			switch p.Event {
-			case types.ProgressEventRead:
-				log.Debug("pull progress", slog.String("blob", p.Artifact.Digest.String()),
-					slog.Uint64("bytes", p.Offset), slog.Int64("size", p.Artifact.Size))
-			case types.ProgressEventDone:
-				log.Info("blob pulled", slog.String("blob", p.Artifact.Digest.String()), slog.Int64("size", p.Artifact.Size))
-			}
-		}
-	}()
-	return func() { close(ch); <-done }
 }
 
 // classifyPullError wraps registry answers in the package's sentinels, by

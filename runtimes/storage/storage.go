@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
+	"time"
 
 	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/types"
@@ -24,6 +26,9 @@ var (
 	ErrInvalidReference = errors.New("invalid image reference")
 	ErrUnauthorized     = errors.New("registry refused the credentials")
 	ErrNotFound         = errors.New("not found")
+	// ErrPullStalled: the registry sent nothing for the pull progress
+	// timeout, so the pull was cancelled.
+	ErrPullStalled = errors.New("pull stalled")
 )
 
 // Config says where the store lives and how images are fetched.
@@ -43,6 +48,16 @@ type Config struct {
 	// PolicyPath is a policy.json(5); empty means /etc/containers/policy.json
 	// when it exists, else accept any image.
 	PolicyPath string
+	// PullProgressTimeout cancels a pull when the registry sends no data
+	// for this long while the pull waits on it (ErrPullStalled); 0 never
+	// does. A slow pull that keeps receiving is never cut off.
+	PullProgressTimeout time.Duration
+	// UsageInterval is how often Usage's cached figure is measured again;
+	// 0 means DefaultUsageInterval.
+	UsageInterval time.Duration
+	// Pinned are the images reported pinned (see pins): exact references,
+	// or qualified prefixes ending in *.
+	Pinned []string
 }
 
 // defaultPolicyPath is the system signature policy, honoured when present.
@@ -60,10 +75,15 @@ type Store struct {
 	pulls map[string]*flight // in-progress pulls by reference and credentials
 	busy  int                // pull goroutines running, joined or not
 
-	// Pulls run on their own goroutines; Shutdown cancels and waits for them.
+	usage *usageCache
+	pins  pins
+
+	// Pulls and the usage refresh run on their own goroutines; Shutdown
+	// cancels and waits for them.
 	stopPulls context.Context
 	cancel    context.CancelFunc
-	wg        sync.WaitGroup
+	wg        sync.WaitGroup // pulls
+	usageLoop sync.WaitGroup
 }
 
 // Open opens (creating if needed) the store. Call Shutdown when done.
@@ -88,7 +108,23 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("open storage (%s driver, %s): %w", cfg.Driver, cfg.GraphRoot, err)
 	}
 	stop, cancel := context.WithCancel(context.Background())
-	return &Store{store: st, cfg: cfg, policy: policy, log: log, pulls: map[string]*flight{}, stopPulls: stop, cancel: cancel}, nil
+	s := &Store{store: st, cfg: cfg, policy: policy, log: log, pulls: map[string]*flight{}, usage: newUsageCache(), stopPulls: stop, cancel: cancel}
+	if s.pins, err = s.parsePins(cfg.Pinned); err != nil {
+		cancel()
+		st.Shutdown(false)
+		return nil, err
+	}
+	every := cfg.UsageInterval
+	if every <= 0 {
+		every = DefaultUsageInterval
+	}
+	if err := resetDir(s.pullTmp()); err != nil {
+		cancel()
+		st.Shutdown(false)
+		return nil, err
+	}
+	s.usageLoop.Go(func() { s.refreshUsage(stop, every) })
+	return s, nil
 }
 
 // loadPolicy reads the signature policy, or accepts anything when the
@@ -113,6 +149,7 @@ func loadPolicy(path string) (*signature.Policy, error) {
 func (s *Store) Shutdown() error {
 	s.cancel()
 	s.wg.Wait()
+	s.usageLoop.Wait()
 	if _, err := s.store.Shutdown(false); err != nil && !errors.Is(err, cstorage.ErrLayerUsedByContainer) {
 		return fmt.Errorf("shut down storage: %w", err)
 	}
@@ -125,9 +162,27 @@ func (s *Store) GraphRoot() string { return s.store.GraphRoot() }
 // Driver is the graph driver in use.
 func (s *Store) Driver() string { return s.cfg.Driver }
 
+// pullTmp is where pulls keep blobs until they are committed: in the
+// graph root, so that they are on the store's own filesystem (not the
+// host's /var/tmp), and a pull's leftovers are in crisp's dirs, where
+// Open clears what a crash left.
+func (s *Store) pullTmp() string { return filepath.Join(s.cfg.GraphRoot, "pull-tmp") }
+
+// resetDir empties dir, creating it if needed.
+func resetDir(dir string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("clear %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	return nil
+}
+
 // systemContext is the c/image context of one operation.
 func (s *Store) systemContext() *types.SystemContext {
 	return &types.SystemContext{
+		BigFilesTemporaryDir:     s.pullTmp(),
 		SystemRegistriesConfPath: s.cfg.RegistriesConf,
 		// Signatures are checked by policy, never looked up on the host's
 		// registries.d lookaside unless the policy asks.

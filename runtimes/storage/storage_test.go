@@ -289,13 +289,14 @@ func TestUsage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if again, err := s.Usage(context.Background()); err != nil || again != before || walks(s) != 1 {
+		t.Errorf("Usage again = %+v, %v after %d walks; want the cached %+v from 1 walk", again, err, walks(s), before)
+	}
 	if _, err := s.Pull(context.Background(), reg.Ref("crisp-test/busybox:1.0"), nil); err != nil {
 		t.Fatal(err)
 	}
-	after, err := s.Usage(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The pull has the background loop measure again.
+	after := waitUsageAfter(t, s, before.At)
 	// The busybox binary alone is about 2 MB unpacked.
 	if after.Bytes < before.Bytes+1<<20 || after.Inodes <= before.Inodes || after.Mountpoint != s.GraphRoot() {
 		t.Errorf("Usage before %+v after %+v: want >1 MiB and more inodes after the pull", before, after)
@@ -337,5 +338,31 @@ func TestContainerRecords(t *testing.T) {
 	}
 	if _, err := s.ContainerRootfs(id); !errors.Is(err, ErrNotFound) {
 		t.Errorf("ContainerRootfs(removed) = %v, want ErrNotFound", err)
+	}
+}
+
+// walks is how many times the store has been walked.
+func walks(s *Store) uint64 {
+	s.usage.walking.Lock()
+	defer s.usage.walking.Unlock()
+	return s.usage.walks
+}
+
+// waitUsageAfter waits for a usage figure measured after t.
+func waitUsageAfter(t *testing.T, s *Store, after time.Time) FsUsage {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		u, err := s.Usage(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.At.After(after) {
+			return u
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("usage still measured at %v, want a measurement after %v", u.At, after)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

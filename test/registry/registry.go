@@ -1,9 +1,11 @@
 // Package registry runs an in-process OCI registry on 127.0.0.1 for crisp's
 // image tests. It wraps go-containerregistry's registry with optional basic
-// authentication, an artificial blob latency and per-blob request counters.
+// authentication, an artificial blob latency, stalled or throttled blob
+// downloads, and per-blob request counters.
 package registry
 
 import (
+	"errors"
 	"io"
 	"log"
 	"net"
@@ -46,13 +48,34 @@ func WithBlobGate(gate <-chan struct{}) Option {
 	return func(r *Registry) { r.gate = gate }
 }
 
+// WithStall makes every blob GET of a blob longer than after bytes send
+// its headers and its first after bytes, then send nothing more until the
+// client goes away or the registry closes: a stalled connection. Shorter
+// blobs are served whole.
+func WithStall(after int64) Option {
+	return func(r *Registry) { r.stallAfter = after }
+}
+
+// WithThrottle sends every blob at about bytesPerSecond, in a write every
+// 100 ms: a slow link that never stops moving.
+func WithThrottle(bytesPerSecond int) Option {
+	return func(r *Registry) { r.throttle = bytesPerSecond }
+}
+
 // Registry is a running test registry. Its methods are goroutine-safe.
 type Registry struct {
 	user, pass string
 	latency    time.Duration
 	gate       <-chan struct{}
+	stallAfter int64 // 0: no stall
+	throttle   int   // bytes per second; 0: full speed
 	handler    http.Handler
 	srv        *httptest.Server
+	closing    chan struct{} // closed by Close: stalled handlers return
+	closeOnce  sync.Once
+
+	stalled   int // blob GETs that stalled
+	abandoned int // stalled GETs whose client then went away
 
 	mu        sync.Mutex
 	blobs     map[string]int // digest -> successful GETs
@@ -63,7 +86,7 @@ type Registry struct {
 // port. It is closed by t.Cleanup.
 func Start(t testing.TB, opts ...Option) *Registry {
 	t.Helper()
-	r := &Registry{blobs: map[string]int{}, manifests: map[string]int{}}
+	r := &Registry{blobs: map[string]int{}, manifests: map[string]int{}, closing: make(chan struct{})}
 	for _, o := range opts {
 		o(r)
 	}
@@ -90,8 +113,21 @@ func (r *Registry) Addr() string { return r.srv.Listener.Addr().String() }
 // registry: "127.0.0.1:PORT/busybox:latest".
 func (r *Registry) Ref(repoRef string) string { return r.Addr() + "/" + repoRef }
 
-// Close stops the registry. It is safe to call more than once.
-func (r *Registry) Close() { r.srv.Close() }
+// Close stops the registry, releasing stalled requests first. It is safe
+// to call more than once.
+func (r *Registry) Close() {
+	r.closeOnce.Do(func() { close(r.closing) })
+	r.srv.Close()
+}
+
+// Stalls returns how many blob GETs stalled (WithStall) and how many of
+// those the client then abandoned, closing its request: a client that
+// gives up on a stall leaves no connection open.
+func (r *Registry) Stalls() (stalled, abandoned int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stalled, r.abandoned
+}
 
 // Auth returns the credentials the registry accepts (authn.Anonymous when
 // basic authentication is off).
@@ -175,6 +211,9 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.handler.ServeHTTP(w, req)
 		return
 	}
+	if kind == "blobs" {
+		w = r.shape(w, req)
+	}
 	if kind == "blobs" && r.latency > 0 {
 		select {
 		case <-time.After(r.latency):
@@ -246,3 +285,92 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// shape wraps a blob response in the configured stall or throttle.
+func (r *Registry) shape(w http.ResponseWriter, req *http.Request) http.ResponseWriter {
+	if r.stallAfter > 0 {
+		w = &stallWriter{ResponseWriter: w, left: r.stallAfter, stall: func() { r.stall(req) }}
+	}
+	if r.throttle > 0 {
+		w = &throttleWriter{ResponseWriter: w, chunk: max(r.throttle/10, 1), every: 100 * time.Millisecond, req: req, closing: r.closing}
+	}
+	return w
+}
+
+// stall blocks a stalled response until its client goes away (counted)
+// or the registry closes.
+func (r *Registry) stall(req *http.Request) {
+	r.mu.Lock()
+	r.stalled++
+	r.mu.Unlock()
+	select {
+	case <-req.Context().Done():
+		r.mu.Lock()
+		r.abandoned++
+		r.mu.Unlock()
+	case <-r.closing:
+	}
+}
+
+// errStalled ends a stalled response's handler.
+var errStalled = errors.New("registry: blob response stalled on purpose")
+
+// stallWriter passes the first left bytes of a body, flushed, then stalls.
+type stallWriter struct {
+	http.ResponseWriter
+	left  int64
+	stall func()
+}
+
+func (s *stallWriter) Write(b []byte) (int, error) {
+	if int64(len(b)) <= s.left {
+		s.left -= int64(len(b))
+		return s.ResponseWriter.Write(b)
+	}
+	n, err := s.ResponseWriter.Write(b[:s.left])
+	s.left = 0
+	if err != nil {
+		return n, err
+	}
+	http.NewResponseController(s.ResponseWriter).Flush()
+	s.stall()
+	return n, errStalled
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (s *stallWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// throttleWriter writes a body chunk bytes at a time, flushed, one chunk
+// every interval.
+type throttleWriter struct {
+	http.ResponseWriter
+	chunk   int
+	every   time.Duration
+	req     *http.Request
+	closing <-chan struct{}
+}
+
+func (t *throttleWriter) Write(b []byte) (int, error) {
+	written := 0
+	for len(b) > 0 {
+		n := min(t.chunk, len(b))
+		m, err := t.ResponseWriter.Write(b[:n])
+		written += m
+		if err != nil {
+			return written, err
+		}
+		http.NewResponseController(t.ResponseWriter).Flush()
+		b = b[n:]
+		select {
+		case <-time.After(t.every):
+		case <-t.req.Context().Done():
+			return written, t.req.Context().Err()
+		case <-t.closing:
+			return written, errStalled
+		}
+	}
+	return written, nil
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (t *throttleWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }

@@ -3,6 +3,7 @@ package registry
 import (
 	"github.com/crisp-cri/crisp/test/harness"
 
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -211,5 +212,79 @@ func TestSkopeoInspect(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// firstLayer is the digest of img's first layer.
+func firstLayer(t *testing.T, img v1.Image) v1.Hash {
+	t.Helper()
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := layers[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestStall(t *testing.T) {
+	const after = 1000
+	r := Start(t, WithStall(after))
+	img := testImage(t)
+	r.Push(t, "crisp/stall:v1", img)
+	blob := firstLayer(t, img)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.Addr()+"/v2/crisp/stall/blobs/"+blob.String(), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.ContentLength <= after {
+		t.Fatalf("blob is %d bytes; the test needs one longer than %d", resp.ContentLength, after)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, after)); err != nil {
+		t.Fatalf("reading the first %d bytes: %v", after, err)
+	}
+	// The next byte never comes: the client gives up, and the registry
+	// sees it go.
+	cancel()
+	if _, err := resp.Body.Read(make([]byte, 1)); err == nil {
+		t.Errorf("read past the stall succeeded")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stalled, abandoned := r.Stalls()
+		if stalled == 1 && abandoned == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Stalls() = %d, %d; want 1 stalled and abandoned", stalled, abandoned)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestThrottle(t *testing.T) {
+	const rate = 64 << 10 // the 64 KiB payload layer takes about a second
+	r := Start(t, WithThrottle(rate))
+	img := testImage(t)
+	r.Push(t, "crisp/slow:v1", img)
+	got, err := pull(t, r, "crisp/slow:v1", authn.Anonymous)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	download(t, got) // verifies every digest
+	// Only the lower bound is certain.
+	if elapsed := time.Since(start); elapsed < 500*time.Millisecond {
+		t.Errorf("downloading ~96 KiB at %d B/s took %v: not throttled", rate, elapsed)
+	}
+	if stalled, _ := r.Stalls(); stalled != 0 {
+		t.Errorf("throttled registry stalled %d times", stalled)
 	}
 }

@@ -26,14 +26,15 @@ const DefaultPath = "/etc/crisp/crisp.toml"
 // Config is crispd's effective configuration. The help tags are printed
 // by `crispd config`.
 type Config struct {
-	RunDir      string `toml:"run_dir" help:"Runtime state that a reboot clears: sockets, runtime roots."`
-	StateDir    string `toml:"state_dir" help:"Persistent state: the database, storage."`
-	Socket      string `toml:"socket" help:"CRI socket (mode 0660) that kubelet and crictl use."`
-	AdminSocket string `toml:"admin_socket" help:"Admin socket (mode 0600, root only) for crispctl."`
-	Database    string `toml:"database" help:"SQLite database of node state."`
-	LogLevel    string `toml:"log_level" help:"debug, info, warn or error."`
-	LogFormat   string `toml:"log_format" help:"auto (colour text on a terminal, JSON otherwise), text or json."`
-	PauseImage  string `toml:"pause_image" help:"Image for the infra process of pods that need one (shared PID namespace, gVisor). Empty means crispd's built-in infra: a read-only rootfs holding crispd itself, nothing to pull."`
+	RunDir       string   `toml:"run_dir" help:"Runtime state that a reboot clears: sockets, runtime roots."`
+	StateDir     string   `toml:"state_dir" help:"Persistent state: the database, storage."`
+	Socket       string   `toml:"socket" help:"CRI socket (mode 0660) that kubelet and crictl use."`
+	AdminSocket  string   `toml:"admin_socket" help:"Admin socket (mode 0600, root only) for crispctl."`
+	Database     string   `toml:"database" help:"SQLite database of node state."`
+	LogLevel     string   `toml:"log_level" help:"debug, info, warn or error."`
+	LogFormat    string   `toml:"log_format" help:"auto (colour text on a terminal, JSON otherwise), text or json."`
+	PauseImage   string   `toml:"pause_image" help:"Image for the infra process of pods that need one (shared PID namespace, gVisor). Empty means crispd's built-in infra: a read-only rootfs holding crispd itself, nothing to pull."`
+	PinnedImages []string `toml:"pinned_images" help:"Images reported pinned, which kubelet's image garbage collection never removes (pause_image always is). Each is a reference matched exactly once normalized (registry.k8s.io/pause:3.10, or by digest; a short name pins what it resolves to under each unqualified-search registry), or a registry host and path ending in one * that prefixes the image's names (registry.k8s.io/*)."`
 
 	MaxConcurrentRequests int `toml:"max_concurrent_requests" help:"CRI requests handled at once; as many more wait, the rest get ResourceExhausted."`
 
@@ -65,13 +66,15 @@ type Network struct {
 
 // Storage configures images and container rootfs storage.
 type Storage struct {
-	Driver            string   `toml:"driver" help:"Graph driver: overlay, or vfs where overlay is unavailable."`
-	DriverOptions     []string `toml:"driver_options" help:"Graph driver options, e.g. overlay.mountopt=nodev."`
-	GraphRoot         string   `toml:"graph_root" help:"Images and container layers."`
-	RunRoot           string   `toml:"run_root" help:"Mounts and locks of the store; a reboot clears it."`
-	RegistriesConf    string   `toml:"registries_conf" help:"A registries.conf(5) for mirrors, blocked and insecure registries. Empty: $CONTAINERS_REGISTRIES_CONF, else /etc/containers/registries.conf. Registries on loopback are always reached over plain HTTP."`
-	UnqualifiedSearch []string `toml:"unqualified_search_registries" help:"Registries that resolve short image names such as busybox, in order. Empty: those of registries.conf; with neither, short names are refused."`
-	SignaturePolicy   string   `toml:"signature_policy" help:"A policy.json(5). Empty: /etc/containers/policy.json if it exists, else accept any image."`
+	Driver               string   `toml:"driver" help:"Graph driver: overlay, or vfs where overlay is unavailable."`
+	DriverOptions        []string `toml:"driver_options" help:"Graph driver options, e.g. overlay.mountopt=nodev."`
+	GraphRoot            string   `toml:"graph_root" help:"Images and container layers."`
+	RunRoot              string   `toml:"run_root" help:"Mounts and locks of the store; a reboot clears it."`
+	RegistriesConf       string   `toml:"registries_conf" help:"A registries.conf(5) for mirrors, blocked and insecure registries. Empty: $CONTAINERS_REGISTRIES_CONF, else /etc/containers/registries.conf. Registries on loopback are always reached over plain HTTP."`
+	UnqualifiedSearch    []string `toml:"unqualified_search_registries" help:"Registries that resolve short image names such as busybox, in order. Empty: those of registries.conf; with neither, short names are refused."`
+	SignaturePolicy      string   `toml:"signature_policy" help:"A policy.json(5). Empty: /etc/containers/policy.json if it exists, else accept any image."`
+	PullProgressTimeout  Duration `toml:"image_pull_progress_timeout" help:"A pull is cancelled (Unavailable) when the registry sends no data for this long while the pull waits on it; a slow pull that keeps receiving is never cut off, and unpacking layers does not count. 0 disables it."`
+	UsageRefreshInterval Duration `toml:"usage_refresh_interval" help:"ImageFsInfo answers from a cached measurement of the store, taken again this often and soon after each pull, load or image removal."`
 }
 
 // SQLite tunes the state database.
@@ -225,6 +228,9 @@ func (c *Config) Resolve() error {
 	}
 	if c.MaxConcurrentRequests <= 0 {
 		return fmt.Errorf("config: max_concurrent_requests must be positive, not %d", c.MaxConcurrentRequests)
+	}
+	if c.Storage.PullProgressTimeout.Duration < 0 || c.Storage.UsageRefreshInterval.Duration <= 0 {
+		return fmt.Errorf("config: storage.image_pull_progress_timeout must not be negative (0 disables it), storage.usage_refresh_interval must be positive")
 	}
 	if c.Reconciler.Interval.Duration <= 0 || c.Reconciler.Grace.Duration < 0 || c.Reconciler.ActionTimeout.Duration <= 0 {
 		return fmt.Errorf("config: reconciler interval and action_timeout must be positive, grace not negative")

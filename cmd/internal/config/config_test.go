@@ -36,13 +36,18 @@ func TestDefaults(t *testing.T) {
 	if c.Reconciler.Interval.Duration != 30*time.Second {
 		t.Errorf("reconciler.interval = %v, want 30s", c.Reconciler.Interval)
 	}
+	// containerd's default: five minutes without a byte.
+	if c.Storage.PullProgressTimeout.Duration != 5*time.Minute || c.Storage.UsageRefreshInterval.Duration != time.Minute || len(c.PinnedImages) != 0 {
+		t.Errorf("image_pull_progress_timeout = %v, usage_refresh_interval = %v, pinned_images = %v; want 5m, 1m, none",
+			c.Storage.PullProgressTimeout, c.Storage.UsageRefreshInterval, c.PinnedImages)
+	}
 }
 
 // What `crispd config` prints loads back to the same config.
 func TestWriteRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.toml")
-	os.WriteFile(in, []byte("state_dir = \"/tmp/x\"\n[reconciler]\ngrace = \"5s\"\n[runtimes.kata]\npath = \"/bin/kata\"\ntype = \"runsc\"\nclass = \"untrusted\"\n"), 0o644)
+	os.WriteFile(in, []byte("state_dir = \"/tmp/x\"\npinned_images = [\"registry.k8s.io/*\"]\n[storage]\nimage_pull_progress_timeout = \"0s\"\n[reconciler]\ngrace = \"5s\"\n[runtimes.kata]\npath = \"/bin/kata\"\ntype = \"runsc\"\nclass = \"untrusted\"\n"), 0o644)
 	c, err := Load(in)
 	if err != nil {
 		t.Fatal(err)
@@ -90,6 +95,8 @@ func TestRejects(t *testing.T) {
 		{"annotation pattern with an inner *", "[runtimes.runsc]\npod_annotations = [\"a*b\"]\n", `annotation pattern "a*b"`},
 		{"empty annotation pattern", "[runtimes.runc]\ncontainer_annotations = [\"\"]\n", "annotation pattern"},
 		{"no request slots", "max_concurrent_requests = 0\n", "max_concurrent_requests"},
+		{"negative pull progress timeout", "[storage]\nimage_pull_progress_timeout = \"-1s\"\n", "image_pull_progress_timeout"},
+		{"no usage refresh", "[storage]\nusage_refresh_interval = \"0s\"\n", "usage_refresh_interval"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
