@@ -2,8 +2,8 @@ package cri
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -11,22 +11,29 @@ import (
 	"github.com/crisp-cri/crisp/runtimes/oci"
 )
 
-// ContainerStats reports a running container's CPU and memory use, as its
-// runtime measures them.
+// ContainerStats reports a container's resource use, read from its cgroup
+// (see stats.go), and its writable layer. A container that is not running
+// reports its attributes and writable layer only.
 func (s *Server) ContainerStats(ctx context.Context, req *runtimeapi.ContainerStatsRequest) (*runtimeapi.ContainerStatsResponse, error) {
-	c, rt, err := s.containerAndRuntime(ctx, req.GetContainerId())
+	c, err := s.containerFor(ctx, req.GetContainerId())
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.statsOf(ctx, c, rt)
+	sb, err := s.store.Sandbox(ctx, c.SandboxID)
+	if err != nil {
+		return nil, fmt.Errorf("pod of container %s: %w", c.ID, err)
+	}
+	runsc := make(chan struct{}, 1)
+	r, err := s.readContainer(ctx, c, sb, &cgroupParents{}, runsc)
 	if err != nil {
 		return nil, err
 	}
-	return &runtimeapi.ContainerStatsResponse{Stats: st}, nil
+	return &runtimeapi.ContainerStatsResponse{Stats: s.containerStats(r)}, nil
 }
 
 // ListContainerStats reports the stats of the running containers that
-// match the filter.
+// match the filter, read from their cgroups several at a time. A container
+// that exited since the list is left out: the next relist says so.
 func (s *Server) ListContainerStats(ctx context.Context, req *runtimeapi.ListContainerStatsRequest) (*runtimeapi.ListContainerStatsResponse, error) {
 	f := db.ContainerFilter{State: db.ContainerRunning}
 	if fl := req.GetFilter(); fl != nil {
@@ -43,41 +50,32 @@ func (s *Server) ListContainerStats(ctx context.Context, req *runtimeapi.ListCon
 	if err != nil {
 		return nil, err
 	}
+	sandboxes, err := s.sandboxesByID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.cpuRates.prune(time.Now())
 	resp := &runtimeapi.ListContainerStatsResponse{}
-	for _, c := range cs {
-		_, rt, err := s.containerAndRuntime(ctx, c.ID)
-		if err != nil {
-			continue
+	for _, r := range s.readContainers(ctx, cs, sandboxes, &cgroupParents{}) {
+		if r.sample == nil {
+			continue // exited since the list
 		}
-		st, err := s.statsOf(ctx, c, rt)
-		if errors.Is(err, oci.ErrNotRunning) || errors.Is(err, oci.ErrNotFound) {
-			continue // exited since the list: the next relist says so
-		}
-		if err != nil {
-			return nil, err
-		}
-		resp.Stats = append(resp.Stats, st)
+		resp.Stats = append(resp.Stats, s.containerStats(r))
 	}
 	return resp, nil
 }
 
-func (s *Server) statsOf(ctx context.Context, c db.Container, rt Runtime) (*runtimeapi.ContainerStats, error) {
-	attrs := &runtimeapi.ContainerAttributes{Id: c.ID, Metadata: &runtimeapi.ContainerMetadata{Name: c.KubeName, Attempt: c.Attempt},
-		Labels: c.Labels, Annotations: c.Annotations}
-	if c.State != db.ContainerRunning {
-		return &runtimeapi.ContainerStats{Attributes: attrs}, nil
-	}
-	st, err := rt.Stats(ctx, c.ID)
+// sandboxesByID is every pod row, by id: one query for a whole list call.
+func (s *Server) sandboxesByID(ctx context.Context) (map[string]db.Sandbox, error) {
+	sbs, err := s.store.ListSandboxes(ctx, db.SandboxFilter{})
 	if err != nil {
-		return nil, fmt.Errorf("stats of container %s: %w", c.ID, err)
+		return nil, err
 	}
-	ts := st.Timestamp.UnixNano()
-	return &runtimeapi.ContainerStats{
-		Attributes: attrs,
-		Cpu:        &runtimeapi.CpuUsage{Timestamp: ts, UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: st.CPUUsageNanos}},
-		Memory: &runtimeapi.MemoryUsage{Timestamp: ts, WorkingSetBytes: &runtimeapi.UInt64Value{Value: st.MemoryWorkingSetBytes},
-			UsageBytes: &runtimeapi.UInt64Value{Value: st.MemoryUsageBytes}},
-	}, nil
+	m := make(map[string]db.Sandbox, len(sbs))
+	for _, sb := range sbs {
+		m[sb.ID] = sb
+	}
+	return m, nil
 }
 
 // ReopenContainerLog asks the container's monitor to reopen its log file,

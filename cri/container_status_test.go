@@ -164,44 +164,6 @@ func TestUpdateContainerResources(t *testing.T) {
 	}
 }
 
-// Stats come from the runtime for running containers; others report their
-// attributes only, and a list skips what exited meanwhile.
-func TestContainerStats(t *testing.T) {
-	n := newTestNode(t)
-	ctx := context.Background()
-	podCfg := n.podConfig("web")
-	podID := n.runPod(t, podCfg, "")
-	running := n.startCtr(t, podID, podCfg, ctrConfig("app"))
-	created := n.createCtr(t, podID, podCfg, ctrConfig("other"))
-	resp, err := n.srv.ContainerStats(ctx, &runtimeapi.ContainerStatsRequest{ContainerId: running})
-	if err != nil || resp.Stats.Memory.GetWorkingSetBytes().GetValue() != 1024 || resp.Stats.Cpu.GetUsageCoreNanoSeconds().GetValue() != 1000 {
-		t.Errorf("ContainerStats(running) = %v, %v", resp, err)
-	}
-	resp, err = n.srv.ContainerStats(ctx, &runtimeapi.ContainerStatsRequest{ContainerId: created})
-	if err != nil || resp.Stats.Cpu != nil || resp.Stats.Attributes.Id != created {
-		t.Errorf("ContainerStats(created) = %v, %v; want attributes only", resp, err)
-	}
-	list, err := n.srv.ListContainerStats(ctx, &runtimeapi.ListContainerStatsRequest{})
-	if err != nil || len(list.Stats) != 1 || list.Stats[0].Attributes.Id != running {
-		t.Errorf("ListContainerStats() = %v, %v; want the running container", list, err)
-	}
-	// Exited behind the row's back: skipped, not an error.
-	n.f.mu.Lock()
-	n.runc.ctrs[running].status = "stopped"
-	n.f.mu.Unlock()
-	list, err = n.srv.ListContainerStats(ctx, &runtimeapi.ListContainerStatsRequest{Filter: &runtimeapi.ContainerStatsFilter{PodSandboxId: podID}})
-	if err != nil || len(list.Stats) != 0 {
-		t.Errorf("ListContainerStats() = %v, %v; want nothing", list, err)
-	}
-	list, err = n.srv.ListContainerStats(ctx, &runtimeapi.ListContainerStatsRequest{Filter: &runtimeapi.ContainerStatsFilter{PodSandboxId: strings.Repeat("0", 64)}})
-	if err != nil || len(list.Stats) != 0 {
-		t.Errorf("ListContainerStats(unknown pod) = %v, %v; want nothing", list, err)
-	}
-	if _, err := n.srv.ReopenContainerLog(ctx, &runtimeapi.ReopenContainerLogRequest{ContainerId: created}); codeOfErr(err) != codes.FailedPrecondition {
-		t.Errorf("ReopenContainerLog(created) = %v, want FailedPrecondition", err)
-	}
-}
-
 // ContainerStatus reports the process as CreateContainer resolved it: the
 // effective user and groups, the resources in force (updates merged in)
 // and the stop signal (the config's, else the image's).

@@ -7,6 +7,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/crisp-cri/crisp/runtimes/cgstats"
 	"github.com/crisp-cri/crisp/runtimes/network"
 	"github.com/crisp-cri/crisp/runtimes/oci"
 	"github.com/crisp-cri/crisp/runtimes/pod"
@@ -68,6 +69,26 @@ type Runtime interface {
 	ExecSync(ctx context.Context, id string, p specs.Process, timeout time.Duration) (stdout, stderr []byte, exitCode int, err error)
 	Update(ctx context.Context, id string, res *specs.LinuxResources) error
 	Stats(ctx context.Context, id string) (*oci.Stats, error)
+}
+
+// Cgroups reads a cgroup's counters from the cgroup filesystem:
+// *cgstats.Reader. A cgroup that is not there is an error wrapping
+// cgstats.ErrNotFound.
+type Cgroups interface {
+	Read(path string) (cgstats.Sample, error)
+}
+
+// Layers measures containers' writable layers, keeping the figures:
+// *storage.LayerUsages. A container storage does not know is an error
+// wrapping storage.ErrNotFound.
+type Layers interface {
+	Get(id string) (storage.LayerUsage, error)
+}
+
+// NetStats reads the interface counters of a pinned network namespace:
+// *network.Manager.
+type NetStats interface {
+	InterfaceStats(netnsPath string) ([]network.InterfaceStats, error)
 }
 
 // Pods makes and removes a pod's own corner of the node (its directory,

@@ -19,6 +19,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/runtimes/cgstats"
 	"github.com/crisp-cri/crisp/runtimes/layout"
 	"github.com/crisp-cri/crisp/runtimes/network"
 	"github.com/crisp-cri/crisp/runtimes/oci"
@@ -39,6 +40,9 @@ type testNode struct {
 	pods   *fakePods
 	runc   *fakeRuntime
 	runsc  *fakeRuntime
+	cg     *fakeCgroups
+	layers *fakeLayers
+	netst  *fakeNetStats
 	logDir string
 	logs   *syncBuffer
 }
@@ -90,6 +94,9 @@ func newTestNode(t *testing.T) *testNode {
 		images: &fakeImages{f: f, root: graph, images: []storage.Image{testImage}, rootfs: map[string]storage.Rootfs{}, imageOf: map[string]string{}},
 		net:    &fakeNetwork{f: f, dir: files.NetNS(), attached: map[string]network.Attachment{}, ips: map[string]string{}},
 		pods:   &fakePods{f: f, root: files.Pods(), pods: map[string]pod.Options{}, infra: map[string]pod.Infra{}, exited: map[string]bool{}},
+		cg:     &fakeCgroups{samples: map[string]cgstats.Sample{}},
+		layers: &fakeLayers{usage: map[string]storage.LayerUsage{}},
+		netst:  &fakeNetStats{ifs: map[string][]network.InterfaceStats{}},
 	}
 	newRuntime := func(name, typ, netMode string) *fakeRuntime {
 		return &fakeRuntime{f: f, files: files, conmon: conmon, ctrs: map[string]*fakeCtr{}, creates: map[string]int{}, exitOnStart: -1,
@@ -111,6 +118,7 @@ func newTestNode(t *testing.T) *testNode {
 			TrustedHandler: "runc", UntrustedHandler: "runsc", DefaultTrust: trust.Trusted},
 		Files: files, Log: slog.New(slog.NewTextHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		CrispdPath: "/usr/local/bin/crispd",
+		Cgroups:    n.cg, Layers: n.layers, NetStats: n.netst, LayerRoot: graph,
 	})
 	return n
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/crisp-cri/crisp/cri/stream"
 	"github.com/crisp-cri/crisp/cri/validate"
 	"github.com/crisp-cri/crisp/reconciler/node"
+	"github.com/crisp-cri/crisp/runtimes/cgstats"
 	"github.com/crisp-cri/crisp/runtimes/host"
 	"github.com/crisp-cri/crisp/runtimes/layout"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
@@ -35,6 +36,11 @@ import (
 	"github.com/crisp-cri/crisp/runtimes/storage"
 	"github.com/crisp-cri/crisp/runtimes/trust"
 )
+
+// layerUsageMaxAge is how old a container's writable layer figure may get
+// before a stats call queues a fresh walk of it (containerd syncs its
+// snapshot usage every 10 s too).
+const layerUsageMaxAge = 10 * time.Second
 
 // shutdownTimeout bounds how long in-flight RPCs may finish after SIGTERM.
 const shutdownTimeout = 10 * time.Second
@@ -140,8 +146,14 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 	}
 	criServer := cri.NewGRPCServer(cri.GRPCConfig{Log: log.With(slog.String("service", "cri")),
 		Validator: validate.New(validate.DefaultLimits(), nil), MaxInFlight: cfg.MaxConcurrentRequests})
+	mounts, err := host.ReadMounts()
+	if err != nil {
+		return err
+	}
+	layers := images.NewLayerUsages(layerUsageMaxAge, log)
 	crisvc := cri.NewServer(cri.Deps{Store: store, Images: images, Network: netMgr, Handlers: handlers,
 		Trust: trustCfg, Files: files, Log: log,
+		Cgroups: cgstats.New(mounts), Layers: layers, NetStats: netMgr, LayerRoot: cfg.Storage.GraphRoot,
 		ClampOOMScoreAdj: !hasCap(hostCaps, "CAP_SYS_RESOURCE"), CgroupNamespace: ocispec.HasCgroupNamespace(), NoHugetlb: !host.HasController("hugetlb"), HostCaps: hostCaps, HostDevices: hostDevices,
 		CrispdPath: crispdPath})
 	streams, err := stream.New(stream.Config{Addr: cfg.StreamAddress}, crisvc.StreamTargets(), log.With(slog.String("service", "stream")))
@@ -181,6 +193,7 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 	var wg sync.WaitGroup
 	loopCtx, stopLoop := context.WithCancel(context.Background())
 	wg.Go(func() { rec.Run(loopCtx) })
+	wg.Go(func() { layers.Run(loopCtx) })
 	wg.Go(func() {
 		if err := crisvc.WatchExits(loopCtx); err != nil {
 			log.Error("watch container exits", slog.Any(logkey.Err, err))

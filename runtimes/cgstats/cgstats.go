@@ -118,7 +118,7 @@ type PSI struct {
 // all) tasks stalled on the resource, averaged over 10, 60 and 300
 // seconds (percent), and the total stall time.
 type PSIData struct {
-	TotalMicros           uint64
+	TotalMicros          uint64
 	Avg10, Avg60, Avg300 float64
 }
 

@@ -1,0 +1,304 @@
+package cri
+
+import (
+	"context"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/runtimes/cgstats"
+)
+
+// With kubelet's PodAndContainerStatsFromCRI gate, /metrics/cadvisor is
+// what ListPodSandboxMetrics returns, named by ListMetricDescriptors: the
+// cAdvisor names and labels that dashboards and alerts already use. CRI
+// metric values are integers, so the *_seconds_total counters are whole
+// seconds. Container metrics carry the labels kubelet's cAdvisor
+// collector gives them (container, id = the cgroup, image, name = the
+// container id, namespace, pod); pod-level ones (network, and the pod's
+// cgroup) have container "".
+
+// metricLabels are the labels of every metric, in this order.
+var metricLabels = []string{"container", "id", "image", "name", "namespace", "pod"}
+
+// metricDef is one metric crisp reports: its descriptor, its type, any
+// label past metricLabels, and how to read it.
+type metricDef struct {
+	name, help string
+	kind       runtimeapi.MetricType
+	extra      string // "" or the one extra label (cpu, interface, failure_type)
+	// of returns the values, one per extra label value (ignored when the
+	// metric has no extra label); nothing when the figure is missing.
+	of func(r *metricSource) []labeled
+}
+
+type labeled struct {
+	label string
+	value uint64
+}
+
+// metricSource is one container's (or pod's) readings.
+type metricSource struct {
+	sample *cgstats.Sample
+	layer  *uint64
+	net    []netFigures
+}
+
+type netFigures struct {
+	name                                  string
+	rxBytes, rxPackets, rxErrors, rxDrops uint64
+	txBytes, txPackets, txErrors, txDrops uint64
+}
+
+func one(v uint64) []labeled { return []labeled{{value: v}} }
+
+const nsPerSecond = uint64(time.Second)
+
+func cpuOf(f func(*cgstats.CPU) uint64) func(*metricSource) []labeled {
+	return func(r *metricSource) []labeled {
+		if r.sample == nil || r.sample.CPU == nil {
+			return nil
+		}
+		return one(f(r.sample.CPU))
+	}
+}
+
+func memOf(f func(*cgstats.Memory) uint64) func(*metricSource) []labeled {
+	return func(r *metricSource) []labeled {
+		if r.sample == nil || r.sample.Memory == nil {
+			return nil
+		}
+		return one(f(r.sample.Memory))
+	}
+}
+
+func ioOf(f func(*cgstats.IO) uint64) func(*metricSource) []labeled {
+	return func(r *metricSource) []labeled {
+		if r.sample == nil || r.sample.IO == nil {
+			return nil
+		}
+		return one(f(r.sample.IO))
+	}
+}
+
+// psiOf reads a pressure total in whole seconds; which picks the resource.
+func psiOf(which func(*cgstats.Sample) *cgstats.PSI, full bool) func(*metricSource) []labeled {
+	return func(r *metricSource) []labeled {
+		if r.sample == nil {
+			return nil
+		}
+		p := which(r.sample)
+		if p == nil {
+			return nil
+		}
+		if full {
+			return one(p.Full.TotalMicros / 1e6)
+		}
+		return one(p.Some.TotalMicros / 1e6)
+	}
+}
+
+func netOf(f func(netFigures) uint64) func(*metricSource) []labeled {
+	return func(r *metricSource) []labeled {
+		var out []labeled
+		for _, n := range r.net {
+			out = append(out, labeled{label: n.name, value: f(n)})
+		}
+		return out
+	}
+}
+
+func cpuPSI(s *cgstats.Sample) *cgstats.PSI {
+	if s.CPU == nil {
+		return nil
+	}
+	return s.CPU.PSI
+}
+
+func memPSI(s *cgstats.Sample) *cgstats.PSI {
+	if s.Memory == nil {
+		return nil
+	}
+	return s.Memory.PSI
+}
+
+func ioPSI(s *cgstats.Sample) *cgstats.PSI {
+	if s.IO == nil {
+		return nil
+	}
+	return s.IO.PSI
+}
+
+var (
+	counter = runtimeapi.MetricType_COUNTER
+	gauge   = runtimeapi.MetricType_GAUGE
+)
+
+// metricDefs are the metrics crisp reports, by cAdvisor's names.
+var metricDefs = []metricDef{
+	{name: "container_cpu_usage_seconds_total", help: "Cumulative cpu time consumed in seconds.", kind: counter, extra: "cpu",
+		of: func(r *metricSource) []labeled {
+			if r.sample == nil || r.sample.CPU == nil {
+				return nil
+			}
+			return []labeled{{label: "total", value: r.sample.CPU.UsageNanos / nsPerSecond}}
+		}},
+	{name: "container_cpu_user_seconds_total", help: "Cumulative user cpu time consumed in seconds.", kind: counter,
+		of: cpuOf(func(c *cgstats.CPU) uint64 { return c.UserNanos / nsPerSecond })},
+	{name: "container_cpu_system_seconds_total", help: "Cumulative system cpu time consumed in seconds.", kind: counter,
+		of: cpuOf(func(c *cgstats.CPU) uint64 { return c.SystemNanos / nsPerSecond })},
+	{name: "container_memory_usage_bytes", help: "Current memory usage in bytes, including all memory regardless of when it was accessed", kind: gauge,
+		of: memOf(func(m *cgstats.Memory) uint64 { return m.Usage })},
+	{name: "container_memory_working_set_bytes", help: "Current working set in bytes.", kind: gauge,
+		of: memOf(func(m *cgstats.Memory) uint64 { return m.WorkingSet })},
+	{name: "container_memory_rss", help: "Size of RSS in bytes.", kind: gauge,
+		of: memOf(func(m *cgstats.Memory) uint64 { return m.RSS })},
+	{name: "container_memory_cache", help: "Number of bytes of page cache memory.", kind: gauge,
+		of: memOf(func(m *cgstats.Memory) uint64 { return m.Cache })},
+	{name: "container_memory_mapped_file", help: "Size of memory mapped files in bytes.", kind: gauge,
+		of: memOf(func(m *cgstats.Memory) uint64 { return m.MappedFile })},
+	{name: "container_memory_total_active_file_bytes", help: "Current total active file in bytes.", kind: gauge,
+		of: memOf(func(m *cgstats.Memory) uint64 { return m.ActiveFile })},
+	{name: "container_memory_total_inactive_file_bytes", help: "Current total inactive file in bytes.", kind: gauge,
+		of: memOf(func(m *cgstats.Memory) uint64 { return m.InactiveFile })},
+	{name: "container_memory_max_usage_bytes", help: "Maximum memory usage recorded in bytes", kind: gauge,
+		of: memOf(func(m *cgstats.Memory) uint64 { return m.MaxUsage })},
+	{name: "container_memory_failcnt", help: "Number of memory usage hits limits", kind: counter,
+		of: memOf(func(m *cgstats.Memory) uint64 { return m.Failcnt })},
+	{name: "container_memory_failures_total", help: "Cumulative count of memory allocation failures.", kind: counter, extra: "failure_type",
+		of: func(r *metricSource) []labeled {
+			if r.sample == nil || r.sample.Memory == nil {
+				return nil
+			}
+			m := r.sample.Memory
+			return []labeled{{label: "pgfault", value: m.PageFaults}, {label: "pgmajfault", value: m.MajorFaults}}
+		}},
+	{name: "container_memory_swap", help: "Container swap usage in bytes.", kind: gauge,
+		of: func(r *metricSource) []labeled {
+			if r.sample == nil || r.sample.Swap == nil {
+				return nil
+			}
+			return one(r.sample.Swap.Usage)
+		}},
+	{name: "container_fs_reads_bytes_total", help: "Cumulative count of bytes read", kind: counter,
+		of: ioOf(func(io *cgstats.IO) uint64 { return io.ReadBytes })},
+	{name: "container_fs_writes_bytes_total", help: "Cumulative count of bytes written", kind: counter,
+		of: ioOf(func(io *cgstats.IO) uint64 { return io.WriteBytes })},
+	{name: "container_fs_reads_total", help: "Cumulative count of reads completed", kind: counter,
+		of: ioOf(func(io *cgstats.IO) uint64 { return io.Reads })},
+	{name: "container_fs_writes_total", help: "Cumulative count of writes completed", kind: counter,
+		of: ioOf(func(io *cgstats.IO) uint64 { return io.Writes })},
+	{name: "container_fs_usage_bytes", help: "Number of bytes that are consumed by the container on this filesystem (its writable layer).", kind: gauge,
+		of: func(r *metricSource) []labeled {
+			if r.layer == nil {
+				return nil
+			}
+			return one(*r.layer)
+		}},
+	{name: "container_threads", help: "Number of threads running inside the container", kind: gauge,
+		of: func(r *metricSource) []labeled {
+			if r.sample == nil || r.sample.Pids == nil {
+				return nil
+			}
+			return one(r.sample.Pids.Current)
+		}},
+	{name: "container_pressure_cpu_stalled_seconds_total", help: "Total time duration no tasks in the container could make progress due to CPU congestion.", kind: counter,
+		of: psiOf(cpuPSI, true)},
+	{name: "container_pressure_cpu_waiting_seconds_total", help: "Total time duration tasks in the container have waited due to CPU congestion.", kind: counter,
+		of: psiOf(cpuPSI, false)},
+	{name: "container_pressure_memory_stalled_seconds_total", help: "Total time duration no tasks in the container could make progress due to memory congestion.", kind: counter,
+		of: psiOf(memPSI, true)},
+	{name: "container_pressure_memory_waiting_seconds_total", help: "Total time duration tasks in the container have waited due to memory congestion.", kind: counter,
+		of: psiOf(memPSI, false)},
+	{name: "container_pressure_io_stalled_seconds_total", help: "Total time duration no tasks in the container could make progress due to IO congestion.", kind: counter,
+		of: psiOf(ioPSI, true)},
+	{name: "container_pressure_io_waiting_seconds_total", help: "Total time duration tasks in the container have waited due to IO congestion.", kind: counter,
+		of: psiOf(ioPSI, false)},
+	{name: "container_network_receive_bytes_total", help: "Cumulative count of bytes received", kind: counter, extra: "interface",
+		of: netOf(func(n netFigures) uint64 { return n.rxBytes })},
+	{name: "container_network_receive_packets_total", help: "Cumulative count of packets received", kind: counter, extra: "interface",
+		of: netOf(func(n netFigures) uint64 { return n.rxPackets })},
+	{name: "container_network_receive_packets_dropped_total", help: "Cumulative count of packets dropped while receiving", kind: counter, extra: "interface",
+		of: netOf(func(n netFigures) uint64 { return n.rxDrops })},
+	{name: "container_network_receive_errors_total", help: "Cumulative count of errors encountered while receiving", kind: counter, extra: "interface",
+		of: netOf(func(n netFigures) uint64 { return n.rxErrors })},
+	{name: "container_network_transmit_bytes_total", help: "Cumulative count of bytes transmitted", kind: counter, extra: "interface",
+		of: netOf(func(n netFigures) uint64 { return n.txBytes })},
+	{name: "container_network_transmit_packets_total", help: "Cumulative count of packets transmitted", kind: counter, extra: "interface",
+		of: netOf(func(n netFigures) uint64 { return n.txPackets })},
+	{name: "container_network_transmit_packets_dropped_total", help: "Cumulative count of packets dropped while transmitting", kind: counter, extra: "interface",
+		of: netOf(func(n netFigures) uint64 { return n.txDrops })},
+	{name: "container_network_transmit_errors_total", help: "Cumulative count of errors encountered while transmitting", kind: counter, extra: "interface",
+		of: netOf(func(n netFigures) uint64 { return n.txErrors })},
+}
+
+func (d metricDef) labelKeys() []string {
+	keys := append([]string(nil), metricLabels...)
+	if d.extra != "" {
+		keys = append(keys, d.extra)
+	}
+	return keys
+}
+
+// ListMetricDescriptors names every metric ListPodSandboxMetrics returns.
+func (s *Server) ListMetricDescriptors(context.Context, *runtimeapi.ListMetricDescriptorsRequest) (*runtimeapi.ListMetricDescriptorsResponse, error) {
+	resp := &runtimeapi.ListMetricDescriptorsResponse{}
+	for _, d := range metricDefs {
+		resp.Descriptors = append(resp.Descriptors, &runtimeapi.MetricDescriptor{Name: d.name, Help: d.help, LabelKeys: d.labelKeys()})
+	}
+	return resp, nil
+}
+
+// ListPodSandboxMetrics reports the metrics of every ready pod and its
+// running containers, measured now (timestamp 0: not a cached figure).
+func (s *Server) ListPodSandboxMetrics(ctx context.Context, _ *runtimeapi.ListPodSandboxMetricsRequest) (*runtimeapi.ListPodSandboxMetricsResponse, error) {
+	sbs, err := s.store.ListSandboxes(ctx, db.SandboxFilter{State: db.SandboxReady})
+	if err != nil {
+		return nil, err
+	}
+	rs, err := s.readPods(ctx, sbs)
+	if err != nil {
+		return nil, err
+	}
+	resp := &runtimeapi.ListPodSandboxMetricsResponse{}
+	for _, r := range rs {
+		resp.PodMetrics = append(resp.PodMetrics, s.podMetrics(r))
+	}
+	return resp, nil
+}
+
+func (s *Server) podMetrics(r podReading) *runtimeapi.PodSandboxMetrics {
+	sb := r.sb
+	pm := &runtimeapi.PodSandboxMetrics{PodSandboxId: sb.ID}
+	pod := &metricSource{sample: r.sample}
+	for _, n := range r.net {
+		pod.net = append(pod.net, netFigures{name: n.Name, rxBytes: n.RxBytes, rxPackets: n.RxPackets, rxErrors: n.RxErrors, rxDrops: n.RxDropped,
+			txBytes: n.TxBytes, txPackets: n.TxPackets, txErrors: n.TxErrors, txDrops: n.TxDropped})
+	}
+	pm.Metrics = metricsOf(pod, []string{"", r.cgroup, "", "", sb.KubeNamespace, sb.KubeName})
+	for _, c := range r.containers {
+		src := &metricSource{sample: c.sample}
+		if c.layer != nil {
+			src.layer = &c.layer.Bytes
+		}
+		labels := []string{c.c.KubeName, c.cgroup, c.c.Image, c.c.ID, sb.KubeNamespace, sb.KubeName}
+		pm.ContainerMetrics = append(pm.ContainerMetrics, &runtimeapi.ContainerMetrics{ContainerId: c.c.ID, Metrics: metricsOf(src, labels)})
+	}
+	return pm
+}
+
+// metricsOf is every metric src has, labelled.
+func metricsOf(src *metricSource, labels []string) []*runtimeapi.Metric {
+	var out []*runtimeapi.Metric
+	for _, d := range metricDefs {
+		for _, v := range d.of(src) {
+			values := labels
+			if d.extra != "" {
+				values = append(append([]string(nil), labels...), v.label)
+			}
+			out = append(out, &runtimeapi.Metric{Name: d.name, MetricType: d.kind, LabelValues: values, Value: u64(v.value)})
+		}
+	}
+	return out
+}
