@@ -116,6 +116,12 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 	failpoint.Hit("container.create.after-storage")
 	t.done("storage")
 
+	imageVolumes, err := s.mountImageVolumes(ctx, row, sb.ID, cfg, &undo)
+	if err != nil {
+		return err
+	}
+	t.done("image-volumes")
+
 	p := s.pods.Lookup(sb.ID)
 	infraPID, err := s.infraPID(ctx, rt, sb)
 	if err != nil {
@@ -131,6 +137,7 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 		RootfsPath: rootfs.Mount, LogPath: row.LogPath, ClampOOMScoreAdj: s.clampOOM,
 		HostCapabilities: s.hostCaps, HostDevices: s.hostDevices, Passthrough: h.Annotations,
 		PrivilegedWithoutHostDevices: h.PrivilegedWithoutHostDevices, CgroupNamespace: s.cgroupNS, NoHugetlb: s.noHugetlb,
+		ImageVolumes: imageVolumes,
 		Sandbox: ocispec.Sandbox{
 			ID: sb.ID, Handler: sb.Handler, RuntimeType: rt.Handler().Type, InfraID: sb.InfraID, InfraPID: infraPID,
 			NetNSPath: sb.NetNSPath, IPCNSPath: p.IPCNS, UTSNSPath: p.UTSNS,

@@ -336,7 +336,7 @@ func (s *Server) removeContainer(ctx context.Context, c db.Container, rt Runtime
 		failpoint.Hit("container.remove.after-runtime")
 		deleted <- err
 	}()
-	storageErr := s.images.RemoveContainer(c.ID)
+	storageErr := errors.Join(s.images.RemoveContainer(c.ID), s.removeImageVolumes(c))
 	if err := errors.Join(<-deleted, storageErr); err != nil {
 		return err
 	}

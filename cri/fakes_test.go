@@ -210,10 +210,14 @@ func (m *fakeImages) CreateContainer(id, imageID string, _ storage.Metadata) (r 
 			return fmt.Errorf("create storage for container %s: already exists", id)
 		}
 		r = storage.Rootfs{ID: id, Mount: filepath.Join(m.root, id, "merged"), Dir: filepath.Join(m.root, id, "userdata")}
-		for _, d := range []string{r.Mount, r.Dir} {
+		for _, d := range []string{r.Mount, r.Dir, filepath.Join(r.Mount, "etc")} {
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				return err
 			}
+		}
+		// The image's tree: etc, and a symlink that would lead out of it.
+		if err := os.Symlink("../../../../../..", filepath.Join(r.Mount, "up")); err != nil {
+			return err
 		}
 		m.rootfs[id] = r
 		m.imageOf[id] = img.ID

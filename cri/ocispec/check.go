@@ -97,7 +97,7 @@ func CheckContainer(cfg *runtimeapi.ContainerConfig, node Node) error {
 	if _, err := capabilities(sc.GetCapabilities(), privileged, nil); err != nil {
 		return err
 	}
-	if _, _, err := criMounts(cfg, privileged); err != nil {
+	if _, _, err := criMounts(cfg, privileged, nil); err != nil {
 		return err
 	}
 	if _, _, err := resources(cfg.GetLinux().GetResources(), false); err != nil {

@@ -44,19 +44,16 @@ var allowedMountOptions = []string{"noexec", "nodev", "nosuid"}
 
 // criMounts converts the CRI mounts. It reports the rootfs propagation
 // they need: a slave or shared bind only propagates if the container's
-// root is slave or shared too. Image volumes (mounts with an image) are
-// refused: crisp does not support them yet, and running the container
-// without the volume would be worse.
-func criMounts(cfg *runtimeapi.ContainerConfig, privileged bool) ([]specs.Mount, string, error) {
+// root is slave or shared too. A mount with an image (an image volume,
+// KEP-4639) binds imageVolumes[i], the mounted image's directory that
+// CreateContainer made, read-only; with imageVolumes nil (a check before
+// anything is made) its source is not looked at.
+func criMounts(cfg *runtimeapi.ContainerConfig, privileged bool, imageVolumes map[int]string) ([]specs.Mount, string, error) {
 	var out []specs.Mount
 	rootProp := ""
 	for i, m := range cfg.GetMounts() {
 		field := fmt.Sprintf("mounts[%d]", i)
-		if m.GetImage() != nil {
-			// TODO(issue #11): image volumes (KEP-4639).
-			return nil, "", fmt.Errorf("%s.image: image volumes are not supported yet: %w", field, ErrUnsupported)
-		}
-		if strings.ContainsRune(m.ContainerPath+m.HostPath, 0) {
+		if strings.ContainsRune(m.ContainerPath+m.HostPath+m.ImageSubPath, 0) {
 			return nil, "", fmt.Errorf("%s: a path has a NUL byte: %w", field, ErrInvalid)
 		}
 		if !path.IsAbs(m.ContainerPath) {
@@ -66,11 +63,22 @@ func criMounts(cfg *runtimeapi.ContainerConfig, privileged bool) ([]specs.Mount,
 		if dst == "/" {
 			return nil, "", fmt.Errorf("%s.container_path is the root: %w", field, ErrInvalid)
 		}
-		if !filepath.IsAbs(m.HostPath) {
-			return nil, "", fmt.Errorf("%s.host_path %q is not absolute: %w", field, m.HostPath, ErrInvalid)
-		}
 		if slices.ContainsFunc(out, func(o specs.Mount) bool { return o.Destination == dst }) {
 			return nil, "", fmt.Errorf("%s.container_path %q is mounted twice: %w", field, dst, ErrInvalid)
+		}
+		if m.GetImage() != nil {
+			mnt, err := imageVolumeMount(field, m, dst, imageVolumes, i)
+			if err != nil {
+				return nil, "", err
+			}
+			out = append(out, mnt)
+			continue
+		}
+		if m.ImageSubPath != "" {
+			return nil, "", fmt.Errorf("%s.image_sub_path is set without an image: %w", field, ErrInvalid)
+		}
+		if !filepath.IsAbs(m.HostPath) {
+			return nil, "", fmt.Errorf("%s.host_path %q is not absolute: %w", field, m.HostPath, ErrInvalid)
 		}
 		if len(m.UidMappings) > 0 || len(m.GidMappings) > 0 {
 			return nil, "", fmt.Errorf("%s: id-mapped mounts are not supported: %w", field, ErrInvalid)
@@ -124,7 +132,7 @@ func criMounts(cfg *runtimeapi.ContainerConfig, privileged bool) ([]specs.Mount,
 // when the rootfs is (containerd's rule). Mounts are ordered parents first,
 // so a CRI mount of /a/b is not hidden by one of /a.
 func containerMounts(in *ContainerInput, privileged bool) ([]specs.Mount, string, error) {
-	cri, rootProp, err := criMounts(in.Config, privileged)
+	cri, rootProp, err := criMounts(in.Config, privileged, in.imageVolumes())
 	if err != nil {
 		return nil, "", err
 	}
@@ -166,4 +174,50 @@ func depth(p string) int {
 		return 0
 	}
 	return strings.Count(p, "/")
+}
+
+// imageVolumeMount binds an image volume: read-only whatever the request
+// says (CRI: image mounts are read-only by definition), private, without
+// devices or setuid, at the image's sub path, which CreateContainer
+// resolved inside the image.
+func imageVolumeMount(field string, m *runtimeapi.Mount, dst string, imageVolumes map[int]string, i int) (specs.Mount, error) {
+	if m.HostPath != "" {
+		return specs.Mount{}, fmt.Errorf("%s: host_path %q and an image are both set: %w", field, m.HostPath, ErrInvalid)
+	}
+	if err := CheckImageSubPath(field, m.ImageSubPath); err != nil {
+		return specs.Mount{}, err
+	}
+	if m.Propagation != runtimeapi.MountPropagation_PROPAGATION_PRIVATE {
+		return specs.Mount{}, fmt.Errorf("%s.propagation: an image volume is private: %w", field, ErrInvalid)
+	}
+	if len(m.UidMappings) > 0 || len(m.GidMappings) > 0 {
+		return specs.Mount{}, fmt.Errorf("%s: id-mapped mounts are not supported: %w", field, ErrInvalid)
+	}
+	opts := []string{"rbind", "rprivate", "ro", "nosuid", "nodev"}
+	for j, o := range m.MountOptions {
+		if !slices.Contains(allowedMountOptions, o) {
+			return specs.Mount{}, fmt.Errorf("%s.mount_options[%d] %q is not one of %s: %w", field, j, o, strings.Join(allowedMountOptions, ", "), ErrInvalid)
+		}
+		if !slices.Contains(opts, o) {
+			opts = append(opts, o)
+		}
+	}
+	src := imageVolumes[i]
+	if src == "" && imageVolumes != nil {
+		return specs.Mount{}, fmt.Errorf("%s: image volume %s was not mounted", field, m.GetImage().GetImage())
+	}
+	return specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts}, nil
+}
+
+// CheckImageSubPath refuses an image_sub_path that is absolute or has a
+// ".." element. (The path is then resolved inside the image, symlinks
+// included, so nothing can lead out of it anyway; this says so early.)
+func CheckImageSubPath(field, sub string) error {
+	if sub == "" {
+		return nil
+	}
+	if path.IsAbs(sub) || slices.Contains(strings.Split(sub, "/"), "..") {
+		return fmt.Errorf("%s.image_sub_path %q must be relative, without '..': %w", field, sub, ErrInvalid)
+	}
+	return nil
 }

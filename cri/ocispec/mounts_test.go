@@ -1,7 +1,6 @@
 package ocispec
 
 import (
-	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -87,14 +86,15 @@ func TestDefaultMounts(t *testing.T) {
 
 func TestCRIMounts(t *testing.T) {
 	tests := []struct {
-		name       string
-		mounts     []*runtimeapi.Mount
-		privileged bool
-		noPodFiles bool
-		hostIPC    bool
-		want       map[string]string // destination -> mount line ("" = absent)
-		wantProp   string
-		wantErr    string
+		name         string
+		mounts       []*runtimeapi.Mount
+		privileged   bool
+		noPodFiles   bool
+		imageVolumes map[int]string
+		hostIPC      bool
+		want         map[string]string // destination -> mount line ("" = absent)
+		wantProp     string
+		wantErr      string
 	}{
 		{
 			name: "private read-write and read-only",
@@ -148,9 +148,39 @@ func TestCRIMounts(t *testing.T) {
 			want: map[string]string{"/etc/hosts": "", "/etc/resolv.conf": "", "/etc/hostname": ""},
 		},
 		{
-			name:    "image volume refused, not skipped",
-			mounts:  []*runtimeapi.Mount{{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: "busybox"}}},
-			wantErr: "mounts[0].image: image volumes are not supported yet",
+			name:         "image volume bound read-only whatever was asked",
+			mounts:       []*runtimeapi.Mount{{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: "busybox"}, ImageSubPath: "etc"}},
+			imageVolumes: map[int]string{0: "/s/overlay/l/merged/etc"},
+			want:         map[string]string{"/img": "/img bind /s/overlay/l/merged/etc rbind,rprivate,ro,nosuid,nodev"},
+		},
+		{
+			name:         "image volume with a host path",
+			mounts:       []*runtimeapi.Mount{{ContainerPath: "/img", HostPath: "/x", Image: &runtimeapi.ImageSpec{Image: "busybox"}}},
+			imageVolumes: map[int]string{0: "/m"},
+			wantErr:      `mounts[0]: host_path "/x" and an image are both set`,
+		},
+		{
+			name:         "image sub path absolute",
+			mounts:       []*runtimeapi.Mount{{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: "busybox"}, ImageSubPath: "/etc"}},
+			imageVolumes: map[int]string{0: "/m"},
+			wantErr:      `mounts[0].image_sub_path "/etc" must be relative, without '..'`,
+		},
+		{
+			name:         "image sub path climbing",
+			mounts:       []*runtimeapi.Mount{{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: "busybox"}, ImageSubPath: "etc/../../x"}},
+			imageVolumes: map[int]string{0: "/m"},
+			wantErr:      `mounts[0].image_sub_path "etc/../../x" must be relative, without '..'`,
+		},
+		{
+			name: "image volume shared", imageVolumes: map[int]string{0: "/m"},
+			mounts: []*runtimeapi.Mount{{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: "busybox"},
+				Propagation: runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER}},
+			wantErr: "mounts[0].propagation: an image volume is private",
+		},
+		{
+			name:    "image sub path without an image",
+			mounts:  []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: "/x", ImageSubPath: "etc"}},
+			wantErr: "mounts[0].image_sub_path is set without an image",
 		},
 		{name: "NUL in host path", mounts: []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: "/x\x00y"}}, wantErr: "mounts[0]: a path has a NUL byte"},
 		{name: "relative container path", mounts: []*runtimeapi.Mount{{ContainerPath: "data", HostPath: "/x"}}, wantErr: `mounts[0].container_path "data" is not absolute`},
@@ -193,6 +223,7 @@ func TestCRIMounts(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s, err := buildSpec(t, func(in *ContainerInput) {
 				in.Config.Mounts = tt.mounts
+				in.ImageVolumes = tt.imageVolumes
 				sc(in).Privileged, in.Sandbox.Privileged = tt.privileged, tt.privileged
 				if tt.hostIPC {
 					in.Sandbox.ShmPath = ""
@@ -237,16 +268,5 @@ func TestMountOrder(t *testing.T) {
 	}
 	if want := []string{"/a", "/a/b", "/a/b/c"}; !slices.Equal(got, want) {
 		t.Errorf("mount order = %v, want %v", got, want)
-	}
-}
-
-// An image volume is a feature crisp lacks, not a bad request: it must map
-// to Unimplemented, which CRI clients read as "not this runtime".
-func TestImageVolumeIsUnsupported(t *testing.T) {
-	_, err := buildSpec(t, func(in *ContainerInput) {
-		in.Config.Mounts = []*runtimeapi.Mount{{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: "busybox"}}}
-	})
-	if !errors.Is(err, ErrUnsupported) || errors.Is(err, ErrInvalid) {
-		t.Fatalf("err = %v, want ErrUnsupported and not ErrInvalid", err)
 	}
 }

@@ -110,6 +110,10 @@ type ContainerInput struct {
 	// tolerate_missing_hugetlb_controller does.
 	NoHugetlb bool
 
+	// ImageVolumes maps the index of each mount with an image (an image
+	// volume) to the directory to bind: the mounted image, at its sub path.
+	ImageVolumes map[int]string
+
 	// PrivilegedWithoutHostDevices gives privileged containers the default
 	// devices and device rules instead of the host's (a handler option).
 	PrivilegedWithoutHostDevices bool
@@ -276,3 +280,12 @@ func cgroupsPath(parent, id string) (string, error) {
 // CgroupsPath is the cgroup crisp gives object id (a container, or a pod's
 // infra process) under a pod's cgroup_parent.
 func CgroupsPath(parent, id string) (string, error) { return cgroupsPath(parent, id) }
+
+// imageVolumes is never nil for a container being made: a mount with an
+// image and no directory is then an error, not a check.
+func (in *ContainerInput) imageVolumes() map[int]string {
+	if in.ImageVolumes == nil {
+		return map[int]string{}
+	}
+	return in.ImageVolumes
+}

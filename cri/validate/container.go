@@ -3,6 +3,7 @@ package validate
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -151,8 +152,17 @@ func (v *Validator) checkMountList(call string, mounts []*runtimeapi.Mount, devi
 		if err := checkString(call, field+".image_sub_path", m.ImageSubPath, maxPath); err != nil {
 			return err
 		}
-		if m.Image != nil {
-			continue // ocispec refuses image volumes
+		if m.Image != nil { // an image volume: no host path, a sub path inside the image
+			if err := v.imageSpec(call, field+".image", m.Image, true); err != nil {
+				return err
+			}
+			if m.HostPath != "" {
+				return invalid(call, field+".host_path", "is set with an image (an image volume has no host path)")
+			}
+			if sub := m.ImageSubPath; path.IsAbs(sub) || slices.Contains(strings.Split(sub, "/"), "..") {
+				return invalid(call, field+".image_sub_path", "must be relative, without '..'")
+			}
+			continue
 		}
 		if err := checkAbsPath(call, field+".host_path", m.HostPath); err != nil {
 			return err

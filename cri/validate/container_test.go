@@ -89,9 +89,15 @@ func containerCases() []containerCase {
 		}, []string{"mounts[0].propagation", "privileged"}},
 		{"duplicate", "mount target twice", func(r *ctr) { r.Config.Mounts[1].ContainerPath = r.Config.Mounts[0].ContainerPath }, []string{"mounts[1].container_path", "mounted twice"}},
 		{"format", "mount option suid", func(r *ctr) { r.Config.Mounts[0].MountOptions = []string{"suid"} }, []string{"mount_options[0]"}},
-		{"unsupported", "image volume", func(r *ctr) {
-			r.Config.Mounts = append(r.Config.Mounts, &runtimeapi.Mount{ContainerPath: "/data", Image: &runtimeapi.ImageSpec{Image: "busybox"}})
-		}, []string{"mounts[3].image", "not supported"}},
+		{"dotdot", "image volume sub path with ..", func(r *ctr) {
+			r.Config.Mounts = append(r.Config.Mounts, &runtimeapi.Mount{ContainerPath: "/data", Image: &runtimeapi.ImageSpec{Image: "busybox"}, ImageSubPath: "a/../../b"})
+		}, []string{"mounts[3].image_sub_path", "'..'"}},
+		{"format", "image volume with a host path", func(r *ctr) {
+			r.Config.Mounts = append(r.Config.Mounts, &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/etc", Image: &runtimeapi.ImageSpec{Image: "busybox"}})
+		}, []string{"mounts[3].host_path", "image"}},
+		{"white-space", "image volume image with a newline", func(r *ctr) {
+			r.Config.Mounts = append(r.Config.Mounts, &runtimeapi.Mount{ContainerPath: "/data", Image: &runtimeapi.ImageSpec{Image: "busybox\nx"}})
+		}, []string{"mounts[3].image.image"}},
 		{"unsupported", "id-mapped mount", func(r *ctr) {
 			r.Config.Mounts[0].UidMappings = []*runtimeapi.IDMapping{{HostId: 1000, Length: 1}}
 		}, []string{"id-mapped"}},

@@ -14,11 +14,12 @@ import (
 // rows from them.
 type Metadata struct {
 	Crisp     bool      `json:"crisp"` // always true: the record is crisp's
-	Kind      string    `json:"kind"`  // "pod" (infra) or "container"
+	Kind      string    `json:"kind"`  // "pod" (infra), "container" or KindImageVolume
 	SandboxID string    `json:"sandbox_id"`
 	Name      string    `json:"name"` // crisp's full name
 	Attempt   uint32    `json:"attempt"`
 	Created   time.Time `json:"created"`
+	Owner     string    `json:"owner,omitempty"` // an image volume's container
 }
 
 // Rootfs is a container's record: its mounted root filesystem and the
