@@ -131,6 +131,12 @@ func (d *differ) resources() {
 					clean(r, ObjExit, "its container has no row, record nor runtime container")
 				}
 			}
+		case ObjImageVolume:
+			// Made after its container's row, removed with it: one whose
+			// container has neither row nor record was left by a crash.
+			if _, stored := d.s.Stored[r.Owner]; !d.rowIDs[r.Owner] && !stored {
+				clean(r, ObjImageVolume, "its container has no row nor record")
+			}
 		case ObjInfra:
 			// Its pod dir's clean kills it too; this finds the one whose
 			// pod dir went first (a crash while RunPodSandbox undid).

@@ -201,6 +201,18 @@ func TestDiffNode(t *testing.T) {
 			},
 		},
 		{
+			name: "image volume of a container with a row or a record: keep; of none: remove",
+			snap: Snapshot{Sandboxes: []db.Sandbox{podA}, Containers: []db.Container{container("c1", "a", db.ContainerRunning, old)},
+				Stored: storedIn("a", "c1", "c2"), Live: live(LiveRunning, "c1"),
+				Resources: []Resource{{Object: ObjImageVolume, Owner: id("c1"), Path: "v1"}, {Object: ObjImageVolume, Owner: id("c2"), Path: "v2"},
+					{Object: ObjImageVolume, Owner: id("c3"), Path: "v3"}, netnsOf("a", false)}},
+			want: []Action{
+				{Kind: Adopt, Object: db.KindContainer, ID: id("c2"), Reason: "in storage, not in the database; not running",
+					ExitCode: 255, ExitReason: db.ExitUnknown, ContainerState: db.ContainerExited},
+				{Kind: Clean, Object: ObjImageVolume, ID: id("c3"), Name: "v3", Reason: "its container has no row nor record"},
+			},
+		},
+		{
 			name: "overlay mount of no container: unmount; of a container: keep",
 			snap: Snapshot{Sandboxes: []db.Sandbox{podA}, Containers: []db.Container{container("c1", "a", db.ContainerRunning, old)},
 				Stored: storedIn("a", "c1"), Live: live(LiveRunning, "c1"),

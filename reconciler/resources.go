@@ -17,6 +17,9 @@ const (
 	ObjExit    db.NameKind = "exit"     // a monitor's exit file (Owner: the container)
 	ObjMount   db.NameKind = "mount"    // an overlay mount under the storage graph root
 	ObjCgroup  db.NameKind = "cgroup"   // a container cgroup crisp's runtimes made
+	// An image volume's storage record (Owner: its container, Path: the
+	// record's id).
+	ObjImageVolume db.NameKind = "image-volume"
 )
 
 // Resource is one thing crisp made on the node for a pod or container,

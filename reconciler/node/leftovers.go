@@ -70,6 +70,13 @@ func (n *Node) Resources(context.Context) ([]reconciler.Resource, error) {
 	for id, inf := range infras {
 		out = append(out, reconciler.Resource{Object: reconciler.ObjInfra, Owner: id, Path: strconv.Itoa(inf.PID)})
 	}
+	volumes, err := n.cfg.Storage.ImageVolumes()
+	if err != nil {
+		return nil, err
+	}
+	for id, owner := range volumes {
+		out = append(out, reconciler.Resource{Object: reconciler.ObjImageVolume, Owner: owner, Path: id})
+	}
 	overlays, err := n.overlayMounts(mounts)
 	if err != nil {
 		return nil, err
@@ -170,6 +177,15 @@ func (n *Node) Clean(ctx context.Context, r reconciler.Resource) error {
 		return host.Unmount(r.Path)
 	case reconciler.ObjCgroup:
 		return removeCgroup(r.Path)
+	case reconciler.ObjImageVolume:
+		volumes, err := n.cfg.Storage.ImageVolumes()
+		if err != nil {
+			return err
+		}
+		if owner, ok := volumes[r.Path]; !ok || owner != r.Owner {
+			return fmt.Errorf("remove image volume %s: not a record of an image volume of %s", r.Path, r.Owner)
+		}
+		return n.cfg.Storage.RemoveContainer(r.Path)
 	}
 	return fmt.Errorf("clean %s %s: unknown kind of resource", r.Object, r.Path)
 }
