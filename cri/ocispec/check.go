@@ -149,6 +149,9 @@ func checkHostPaths(cfg *runtimeapi.ContainerConfig, seccompFile string, stat fu
 		return fmt.Errorf("%s %q cannot be used: %v: %w", field, p, err, ErrInvalid)
 	}
 	for i, m := range cfg.GetMounts() {
+		if m.GetImage() != nil {
+			continue // an image volume: CreateContainer mounts the image
+		}
 		if _, err := stat(m.HostPath); err != nil {
 			return missing(fmt.Sprintf("mounts[%d].host_path", i), m.HostPath, err)
 		}

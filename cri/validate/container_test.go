@@ -89,6 +89,9 @@ func containerCases() []containerCase {
 		}, []string{"mounts[0].propagation", "privileged"}},
 		{"duplicate", "mount target twice", func(r *ctr) { r.Config.Mounts[1].ContainerPath = r.Config.Mounts[0].ContainerPath }, []string{"mounts[1].container_path", "mounted twice"}},
 		{"format", "mount option suid", func(r *ctr) { r.Config.Mounts[0].MountOptions = []string{"suid"} }, []string{"mount_options[0]"}},
+		{"", "image volume", func(r *ctr) {
+			r.Config.Mounts = append(r.Config.Mounts, &runtimeapi.Mount{ContainerPath: "/data", Image: &runtimeapi.ImageSpec{Image: "busybox"}, ImageSubPath: "etc", Readonly: true})
+		}, nil},
 		{"dotdot", "image volume sub path with ..", func(r *ctr) {
 			r.Config.Mounts = append(r.Config.Mounts, &runtimeapi.Mount{ContainerPath: "/data", Image: &runtimeapi.ImageSpec{Image: "busybox"}, ImageSubPath: "a/../../b"})
 		}, []string{"mounts[3].image_sub_path", "'..'"}},
