@@ -29,6 +29,14 @@ var ErrUnimplemented = errors.New("not implemented yet")
 // (FailedPrecondition).
 var ErrPrecondition = errors.New("failed precondition")
 
+// ErrFellBehind ends a GetContainerEvents stream whose client read too
+// slowly to get every event (Aborted): it should relist and subscribe again.
+var ErrFellBehind = errors.New("events stream fell behind")
+
+// ErrUnavailable marks a service going away, as at shutdown (Unavailable):
+// the client reconnects.
+var ErrUnavailable = errors.New("unavailable")
+
 // codeOf maps an error to its gRPC code. This is the one place that does.
 func codeOf(err error) codes.Code {
 	if s, ok := status.FromError(err); ok {
@@ -60,6 +68,10 @@ func codeOf(err error) codes.Code {
 		return codes.FailedPrecondition
 	case errors.Is(err, ErrOverloaded):
 		return codes.ResourceExhausted
+	case errors.Is(err, ErrFellBehind):
+		return codes.Aborted
+	case errors.Is(err, ErrUnavailable):
+		return codes.Unavailable
 	case errors.Is(err, ErrUnimplemented), errors.Is(err, ocispec.ErrUnsupported):
 		return codes.Unimplemented
 	case errors.Is(err, context.DeadlineExceeded):

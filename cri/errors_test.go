@@ -36,6 +36,8 @@ func TestCodeOf(t *testing.T) {
 		{"deadline", fmt.Errorf("pull: %w", context.DeadlineExceeded), codes.DeadlineExceeded},
 		{"pull stalled", fmt.Errorf("pull example.com/a:1: %w: no data for 2s", storage.ErrPullStalled), codes.Unavailable},
 		{"canceled", context.Canceled, codes.Canceled},
+		{"events fell behind", fmt.Errorf("subscriber 3 fell behind by 9 events: %w", ErrFellBehind), codes.Aborted},
+		{"shutting down", fmt.Errorf("crispd is shutting down: %w", ErrUnavailable), codes.Unavailable},
 		{"already a status", status.Error(codes.Unimplemented, "later"), codes.Unimplemented},
 		{"anything else", errors.New("disk on fire"), codes.Internal},
 	}

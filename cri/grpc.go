@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crisp-cri/crisp/cri/validate"
 	"github.com/crisp-cri/crisp/runtimes/logkey"
@@ -71,11 +72,16 @@ func NewGRPCServer(c GRPCConfig) *grpc.Server {
 			func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
 				defer func() { err = toStatus(err) }()
 				defer recoverPanic(c.Log, info.FullMethod, &err)
-				release, err := lim.acquire(ss.Context())
-				if err != nil {
-					return err
+				// An events stream lasts as long as its client: it would
+				// hold a request slot for good. The hub bounds those
+				// streams itself.
+				if info.FullMethod != runtimeapi.RuntimeService_GetContainerEvents_FullMethodName {
+					release, err := lim.acquire(ss.Context())
+					if err != nil {
+						return err
+					}
+					defer release()
 				}
-				defer release()
 				return h(srv, &validatedStream{ServerStream: ss, v: v})
 			}),
 	)

@@ -58,6 +58,9 @@ type Deps struct {
 	HostCaps         []string            // capabilities crispd holds: what privileged grants
 	HostDevices      []specs.LinuxDevice // given to privileged containers
 	CrispdPath       string              // crispd's static binary: the infra process is `crispd pause`
+	// EventBuffer is how many events a GetContainerEvents stream may fall
+	// behind by before it is ended; 0 means DefaultEventBuffer.
+	EventBuffer int
 	// What the stats calls read; a nil one leaves its figures out.
 	Cgroups   Cgroups  // a *cgstats.Reader
 	Layers    Layers   // a *storage.LayerUsages
@@ -82,6 +85,7 @@ type Server struct {
 	log      *slog.Logger
 	locks    keyedLocks
 	exits    exitNotifier
+	events   *eventHub // GetContainerEvents streams, fed by WatchEvents
 
 	clampOOM    bool
 	cgroupNS    bool
@@ -104,7 +108,7 @@ func NewServer(d Deps) *Server {
 		d.Pods = PodsAt(d.Files.Pods())
 	}
 	return &Server{store: d.Store, images: d.Images, net: d.Network, pods: d.Pods, handlers: d.Handlers, trust: d.Trust,
-		files: d.Files, log: d.Log,
+		files: d.Files, log: d.Log, events: newEventHub(d.EventBuffer, d.Log),
 		clampOOM: d.ClampOOMScoreAdj, cgroupNS: d.CgroupNamespace, noHugetlb: d.NoHugetlb, hostCaps: d.HostCaps, hostDevices: d.HostDevices, crispdPath: d.CrispdPath,
 		cgroups: d.Cgroups, layers: d.Layers, netStats: d.NetStats, layerRoot: d.LayerRoot}
 }

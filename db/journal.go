@@ -7,6 +7,15 @@ import (
 	"github.com/jmoiron/sqlx"
 )
 
+// Journal entry kinds, and the type the delete triggers write. Other
+// lifecycle entries have the row's new state as their type (see state.go);
+// the reconciler's repairs have "reconcile.<action>".
+const (
+	EventKindPod       = "pod"
+	EventKindContainer = "container"
+	EventTypeDeleted   = "deleted"
+)
+
 // AppendEvent adds e to the events journal (At defaults to now). Lifecycle
 // transitions are journaled by triggers; this is for everything else, such
 // as the reconciler's repairs.

@@ -155,7 +155,7 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 		Trust: trustCfg, Files: files, Log: log,
 		Cgroups: cgstats.New(mounts), Layers: layers, NetStats: netMgr, LayerRoot: cfg.Storage.GraphRoot,
 		ClampOOMScoreAdj: !hasCap(hostCaps, "CAP_SYS_RESOURCE"), CgroupNamespace: ocispec.HasCgroupNamespace(), NoHugetlb: !host.HasController("hugetlb"), HostCaps: hostCaps, HostDevices: hostDevices,
-		CrispdPath: crispdPath})
+		CrispdPath: crispdPath, EventBuffer: cfg.EventsBuffer})
 	streams, err := stream.New(stream.Config{Addr: cfg.StreamAddress}, crisvc.StreamTargets(), log.With(slog.String("service", "stream")))
 	if err != nil {
 		return err
@@ -199,6 +199,11 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 			log.Error("watch container exits", slog.Any(logkey.Err, err))
 		}
 	})
+	// The events reader stops before the gRPC servers do: their graceful
+	// stop waits for open GetContainerEvents streams, and stopping the
+	// reader ends them.
+	eventsCtx, stopEvents := context.WithCancel(context.Background())
+	wg.Go(func() { crisvc.WatchEvents(eventsCtx) })
 	errs := make(chan error, 2)
 	wg.Go(func() { errs <- criServer.Serve(criLis) })
 	wg.Go(func() { errs <- adminServer.Serve(adminLis) })
@@ -212,6 +217,7 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 	case serveErr = <-errs:
 		log.Error("a gRPC server stopped", slog.Any(logkey.Err, serveErr))
 	}
+	stopEvents()
 	gracefulStop(criServer, adminServer)
 	stopLoop()
 	wg.Wait()

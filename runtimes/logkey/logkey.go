@@ -15,4 +15,6 @@ const (
 	Reason    = "reason"
 	Took      = "took"
 	Err       = "err"
+	// Subscriber numbers a GetContainerEvents stream.
+	Subscriber = "subscriber"
 )

@@ -37,6 +37,7 @@ type Config struct {
 	PinnedImages []string `toml:"pinned_images" help:"Images reported pinned, which kubelet's image garbage collection never removes (pause_image always is). Each is a reference matched exactly once normalized (registry.k8s.io/pause:3.10, or by digest; a short name pins what it resolves to under each unqualified-search registry), or a registry host and path ending in one * that prefixes the image's names (registry.k8s.io/*)."`
 
 	MaxConcurrentRequests int `toml:"max_concurrent_requests" help:"CRI requests handled at once; as many more wait, the rest get ResourceExhausted."`
+	EventsBuffer          int `toml:"events_buffer" help:"GetContainerEvents: how many events a stream may fall behind by before it ends with Aborted, so that its client (kubelet's evented PLEG) relists instead of missing one."`
 
 	StreamAddress string             `toml:"stream_address" help:"Where the exec/attach/port-forward streaming server listens: a loopback address (kubelet proxies to it); port 0 picks a free port."`
 	Conmon        string             `toml:"conmon" help:"conmon, the per-container monitor that outlives crispd."`
@@ -228,6 +229,9 @@ func (c *Config) Resolve() error {
 	}
 	if c.MaxConcurrentRequests <= 0 {
 		return fmt.Errorf("config: max_concurrent_requests must be positive, not %d", c.MaxConcurrentRequests)
+	}
+	if c.EventsBuffer <= 0 {
+		return fmt.Errorf("config: events_buffer must be positive, not %d", c.EventsBuffer)
 	}
 	if c.Storage.PullProgressTimeout.Duration < 0 || c.Storage.UsageRefreshInterval.Duration <= 0 {
 		return fmt.Errorf("config: storage.image_pull_progress_timeout must not be negative (0 disables it), storage.usage_refresh_interval must be positive")

@@ -95,6 +95,7 @@ func TestRejects(t *testing.T) {
 		{"annotation pattern with an inner *", "[runtimes.runsc]\npod_annotations = [\"a*b\"]\n", `annotation pattern "a*b"`},
 		{"empty annotation pattern", "[runtimes.runc]\ncontainer_annotations = [\"\"]\n", "annotation pattern"},
 		{"no request slots", "max_concurrent_requests = 0\n", "max_concurrent_requests"},
+		{"no events buffer", "events_buffer = 0\n", "events_buffer"},
 		{"negative pull progress timeout", "[storage]\nimage_pull_progress_timeout = \"-1s\"\n", "image_pull_progress_timeout"},
 		{"no usage refresh", "[storage]\nusage_refresh_interval = \"0s\"\n", "usage_refresh_interval"},
 	}
