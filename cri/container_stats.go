@@ -24,7 +24,7 @@ func (s *Server) ContainerStats(ctx context.Context, req *runtimeapi.ContainerSt
 		return nil, fmt.Errorf("pod of container %s: %w", c.ID, err)
 	}
 	runsc := make(chan struct{}, 1)
-	r, err := s.readContainer(ctx, c, sb, &cgroupParents{}, runsc)
+	r, err := s.readContainer(ctx, c, sb, &cgroupParents{}, runsc, containerParts)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +56,7 @@ func (s *Server) ListContainerStats(ctx context.Context, req *runtimeapi.ListCon
 	}
 	s.cpuRates.prune(time.Now())
 	resp := &runtimeapi.ListContainerStatsResponse{}
-	for _, r := range s.readContainers(ctx, cs, sandboxes, &cgroupParents{}) {
+	for _, r := range s.readContainers(ctx, cs, sandboxes, &cgroupParents{}, containerParts) {
 		if r.sample == nil {
 			continue // exited since the list
 		}

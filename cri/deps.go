@@ -71,11 +71,11 @@ type Runtime interface {
 	Stats(ctx context.Context, id string) (*oci.Stats, error)
 }
 
-// Cgroups reads a cgroup's counters from the cgroup filesystem:
-// *cgstats.Reader. A cgroup that is not there is an error wrapping
-// cgstats.ErrNotFound.
+// Cgroups reads a cgroup's counters (the parts asked) from the cgroup
+// filesystem: *cgstats.Reader. A cgroup that is not there is an error
+// wrapping cgstats.ErrNotFound.
 type Cgroups interface {
-	Read(path string) (cgstats.Sample, error)
+	ReadParts(path string, parts cgstats.Parts) (cgstats.Sample, error)
 }
 
 // Layers measures containers' writable layers, keeping the figures:

@@ -257,7 +257,7 @@ func (s *Server) ListPodSandboxMetrics(ctx context.Context, _ *runtimeapi.ListPo
 	if err != nil {
 		return nil, err
 	}
-	rs, err := s.readPods(ctx, sbs)
+	rs, err := s.readPods(ctx, sbs, metricParts)
 	if err != nil {
 		return nil, err
 	}

@@ -25,7 +25,7 @@ func (s *Server) PodSandboxStats(ctx context.Context, req *runtimeapi.PodSandbox
 	if err != nil {
 		return nil, err
 	}
-	rs, err := s.readPods(ctx, []db.Sandbox{sb})
+	rs, err := s.readPods(ctx, []db.Sandbox{sb}, podParts)
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +46,7 @@ func (s *Server) ListPodSandboxStats(ctx context.Context, req *runtimeapi.ListPo
 	if err != nil {
 		return nil, err
 	}
-	rs, err := s.readPods(ctx, sbs)
+	rs, err := s.readPods(ctx, sbs, podParts)
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +59,7 @@ func (s *Server) ListPodSandboxStats(ctx context.Context, req *runtimeapi.ListPo
 
 // readPods measures pods sbs and their running containers. A pod that
 // cannot be measured is logged and left out.
-func (s *Server) readPods(ctx context.Context, sbs []db.Sandbox) ([]podReading, error) {
+func (s *Server) readPods(ctx context.Context, sbs []db.Sandbox, parts cgstats.Parts) ([]podReading, error) {
 	if len(sbs) == 0 {
 		return nil, nil
 	}
@@ -78,12 +78,12 @@ func (s *Server) readPods(ctx context.Context, sbs []db.Sandbox) ([]podReading, 
 	s.cpuRates.prune(time.Now())
 	parents := &cgroupParents{}
 	ctrs := map[string][]ctrReading{}
-	for _, r := range s.readContainers(ctx, cs, bySandbox, parents) {
+	for _, r := range s.readContainers(ctx, cs, bySandbox, parents, parts) {
 		ctrs[r.c.SandboxID] = append(ctrs[r.c.SandboxID], r)
 	}
 	var out []podReading
 	for _, sb := range sbs {
-		r, err := s.readPod(sb, ctrs[sb.ID], parents)
+		r, err := s.readPod(sb, ctrs[sb.ID], parents, parts)
 		if err != nil {
 			s.log.Warn("pod stats not read", slog.String(logkey.Pod, sb.ID), slog.String(logkey.Runtime, sb.Handler), slog.Any(logkey.Err, err))
 			continue
@@ -95,7 +95,7 @@ func (s *Server) readPods(ctx context.Context, sbs []db.Sandbox) ([]podReading, 
 
 // readPod measures pod sb's own cgroup and network; ctrs are its
 // containers, already measured.
-func (s *Server) readPod(sb db.Sandbox, ctrs []ctrReading, parents *cgroupParents) (podReading, error) {
+func (s *Server) readPod(sb db.Sandbox, ctrs []ctrReading, parents *cgroupParents, parts cgstats.Parts) (podReading, error) {
 	r := podReading{sb: sb, containers: ctrs}
 	parent, err := parents.of(sb)
 	if err != nil {
@@ -103,7 +103,7 @@ func (s *Server) readPod(sb db.Sandbox, ctrs []ctrReading, parents *cgroupParent
 	}
 	r.cgroup = parent
 	if s.cgroups != nil {
-		smp, err := s.podSample(sb, parent, ctrs)
+		smp, err := s.podSample(sb, parent, ctrs, parts)
 		if err != nil {
 			return r, err
 		}
@@ -126,9 +126,9 @@ func (s *Server) readPod(sb db.Sandbox, ctrs []ctrReading, parents *cgroupParent
 // or a runsc pod's whole sandbox, in the pod id's), which are summed; a
 // runsc container's own cgroup is read here too, empty as it is, never
 // its runtime-reported figures, which would count the sandbox twice.
-func (s *Server) podSample(sb db.Sandbox, parent string, ctrs []ctrReading) (*cgstats.Sample, error) {
+func (s *Server) podSample(sb db.Sandbox, parent string, ctrs []ctrReading, parts cgstats.Parts) (*cgstats.Sample, error) {
 	if parent != "" {
-		smp, err := s.cgroups.Read(parent)
+		smp, err := s.cgroups.ReadParts(parent, parts)
 		if errors.Is(err, cgstats.ErrNotFound) {
 			return nil, nil
 		}
@@ -142,28 +142,28 @@ func (s *Server) podSample(sb db.Sandbox, parent string, ctrs []ctrReading) (*cg
 		return nil, err
 	}
 	paths := []string{infra}
-	var parts []cgstats.Sample
+	var samples []cgstats.Sample
 	for _, c := range ctrs {
 		if c.sample != nil && !c.byRuntime {
-			parts = append(parts, *c.sample) // read a moment ago
+			samples = append(samples, *c.sample) // read a moment ago
 			continue
 		}
 		paths = append(paths, c.cgroup)
 	}
 	for _, p := range paths {
-		smp, err := s.cgroups.Read(p)
+		smp, err := s.cgroups.ReadParts(p, parts)
 		if errors.Is(err, cgstats.ErrNotFound) {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("stats of pod %s: %w", sb.ID, err)
 		}
-		parts = append(parts, smp)
+		samples = append(samples, smp)
 	}
-	if len(parts) == 0 {
+	if len(samples) == 0 {
 		return nil, nil
 	}
-	sum := cgstats.Sum(parts)
+	sum := cgstats.Sum(samples)
 	return &sum, nil
 }
 

@@ -72,8 +72,8 @@ func TestServerOverUnixSocket(t *testing.T) {
 	if err != nil || len(st.RuntimeHandlers) != 2 || st.Info["config"] == "" {
 		t.Errorf("Status(verbose) = %v, %v; want one handler and config info", st, err)
 	}
-	if _, err := rt.PodSandboxStats(ctx, &runtimeapi.PodSandboxStatsRequest{PodSandboxId: "abc"}); status.Code(err) != codes.Unimplemented {
-		t.Errorf("PodSandboxStats() = %v, want Unimplemented until issue #11", err)
+	if _, err := rt.PodSandboxStats(ctx, &runtimeapi.PodSandboxStatsRequest{PodSandboxId: "abc"}); status.Code(err) != codes.NotFound {
+		t.Errorf("PodSandboxStats(unknown) = %v, want NotFound", err)
 	}
 	resp, err := admin.ReconcileNow(ctx, &adminpb.ReconcileNowRequest{DryRun: true})
 	if err != nil || !resp.DryRun || len(rec.dryRuns) != 1 || !rec.dryRuns[0] {

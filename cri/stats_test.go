@@ -21,7 +21,6 @@ import (
 type fakeCgroups struct {
 	mu      sync.Mutex
 	samples map[string]cgstats.Sample
-	reads   map[string]int
 }
 
 func (f *fakeCgroups) set(path string, s cgstats.Sample) {
@@ -36,16 +35,26 @@ func (f *fakeCgroups) drop(path string) {
 	delete(f.samples, path)
 }
 
-func (f *fakeCgroups) Read(path string) (cgstats.Sample, error) {
+// ReadParts keeps the parts asked, as the real reader does (pressure and
+// detail are not told apart here).
+func (f *fakeCgroups) ReadParts(path string, parts cgstats.Parts) (cgstats.Sample, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.reads == nil {
-		f.reads = map[string]int{}
-	}
-	f.reads[path]++
 	s, ok := f.samples[path]
 	if !ok {
 		return cgstats.Sample{}, fmt.Errorf("read cgroup %s: %w", path, cgstats.ErrNotFound)
+	}
+	if parts&cgstats.PartCPU == 0 {
+		s.CPU = nil
+	}
+	if parts&cgstats.PartMemory == 0 {
+		s.Memory, s.Swap = nil, nil
+	}
+	if parts&(cgstats.PartIO|cgstats.PartPressure) == 0 {
+		s.IO = nil
+	}
+	if parts&cgstats.PartPids == 0 {
+		s.Pids = nil
 	}
 	return s, nil
 }

@@ -9,8 +9,6 @@ package cgstats
 import (
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -167,25 +165,45 @@ func (r *Reader) Unified() bool {
 	return !v1 && r.v2 != ""
 }
 
-// Read reads the counters of the cgroup at path (a cgroupfs path). It
-// returns an error wrapping ErrNotFound when the cgroup does not exist;
-// counters the kernel does not expose are left nil, never invented.
-func (r *Reader) Read(path string) (Sample, error) {
+// Parts says which counters a read gathers: each costs file reads, and a
+// caller asking for 200 cgroups at once should read only what it reports.
+type Parts uint
+
+const (
+	// PartCPU is total CPU time (one file).
+	PartCPU Parts = 1 << iota
+	// PartMemory is usage, working set, RSS, cache, faults and the limit,
+	// and swap where the kernel accounts it (three or four files).
+	PartMemory
+	// PartIO is block I/O bytes and operations (one or two files).
+	PartIO
+	// PartPids is the task count and limit (two files).
+	PartPids
+	// PartPressure is CPU, memory and I/O PSI (three files).
+	PartPressure
+	// PartDetail adds what only metrics report: the user/system CPU
+	// split, memory failcnt and, on v1, its high-water mark.
+	PartDetail
+
+	// AllParts is every counter.
+	AllParts = PartCPU | PartMemory | PartIO | PartPids | PartPressure | PartDetail
+)
+
+// Read reads every counter of the cgroup at path: ReadParts with
+// AllParts.
+func (r *Reader) Read(path string) (Sample, error) { return r.ReadParts(path, AllParts) }
+
+// ReadParts reads the counters parts of the cgroup at path (a cgroupfs
+// path). It returns an error wrapping ErrNotFound when the cgroup does not
+// exist; counters the kernel does not expose are left nil, never
+// invented.
+func (r *Reader) ReadParts(path string, parts Parts) (Sample, error) {
 	path = filepath.Clean("/" + path)
 	if r.Unified() {
-		return r.readV2(path)
+		return r.readV2(path, parts)
 	}
 	if _, ok := r.v1["memory"]; !ok {
 		return Sample{}, fmt.Errorf("read cgroup %s: no cgroup v1 memory hierarchy and no cgroup2 mount", path)
 	}
-	return r.readV1(path)
-}
-
-// exists reports whether dir is there, telling "gone" from other errors.
-func exists(dir string) (bool, error) {
-	_, err := os.Stat(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	return err == nil, err
+	return r.readV1(path, parts)
 }

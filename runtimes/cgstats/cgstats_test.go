@@ -241,3 +241,29 @@ func TestReadHostRoot(t *testing.T) {
 		t.Errorf("root cgroup sample = %+v, want memory and cpu", s)
 	}
 }
+
+// ReadParts reads only what it is asked: no detail, no I/O, no pids.
+func TestReadParts(t *testing.T) {
+	for name, r := range map[string]*Reader{"v1": hybridFixture(t), "v2": v2Fixture(t)} {
+		t.Run(name, func(t *testing.T) {
+			s, err := r.ReadParts(cg, PartCPU|PartMemory)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// v2's cpu.stat splits user and system in the same file.
+			if s.CPU == nil || s.CPU.UsageNanos == 0 || (name == "v1" && s.CPU.UserNanos != 0) || s.CPU.PSI != nil {
+				t.Errorf("CPU = %+v, want the total, no PSI", s.CPU)
+			}
+			if s.Memory == nil || s.Memory.WorkingSet == 0 || s.Memory.Failcnt != 0 || s.Memory.MaxUsage != 0 || s.Memory.PSI != nil {
+				t.Errorf("Memory = %+v, want no detail, no PSI", s.Memory)
+			}
+			if s.IO != nil || s.Pids != nil {
+				t.Errorf("IO, Pids = %+v, %+v, want nil", s.IO, s.Pids)
+			}
+			s, err = r.ReadParts(cg, PartMemory)
+			if err != nil || s.CPU != nil || s.Memory == nil {
+				t.Errorf("ReadParts(memory) = %+v, %v; want memory only", s, err)
+			}
+		})
+	}
+}

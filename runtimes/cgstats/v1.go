@@ -11,10 +11,11 @@ import (
 
 // readV1 reads the cgroup's counters from the v1 hierarchies, and its
 // pressure from the cgroup2 mount of a hybrid host when the cgroup is
-// there too.
-func (r *Reader) readV1(path string) (Sample, error) {
+// there too. memory.usage_in_bytes, which every memory cgroup has, tells
+// whether the cgroup exists, without a stat of its own.
+func (r *Reader) readV1(path string, parts Parts) (Sample, error) {
 	memDir := filepath.Join(r.v1["memory"], path)
-	ok, err := exists(memDir)
+	usage, ok, err := readUint(filepath.Join(memDir, "memory.usage_in_bytes"))
 	if err != nil {
 		return Sample{}, fmt.Errorf("read cgroup %s: %w", path, err)
 	}
@@ -28,21 +29,23 @@ func (r *Reader) readV1(path string) (Sample, error) {
 			errs = append(errs, err)
 		}
 	}
-	s.Memory, s.Swap, err = readMemoryV1(memDir)
-	add(err)
-	if mnt, ok := r.v1["cpuacct"]; ok {
-		s.CPU, err = readCPUV1(filepath.Join(mnt, path))
+	if parts&PartMemory != 0 {
+		s.Memory, s.Swap, err = readMemoryV1(memDir, usage, parts&PartDetail != 0)
 		add(err)
 	}
-	if mnt, ok := r.v1["blkio"]; ok {
-		s.IO, err = readIOV1(filepath.Join(mnt, path))
+	if mnt, ok := r.v1["cpuacct"]; ok && parts&PartCPU != 0 {
+		s.CPU, err = readCPUV1(filepath.Join(mnt, path), parts&PartDetail != 0)
 		add(err)
 	}
-	if mnt, ok := r.v1["pids"]; ok {
+	if mnt, ok := r.v1["blkio"]; ok && parts&PartIO != 0 {
+		s.IO, err = readIOV1(filepath.Join(mnt, path), parts&PartDetail != 0)
+		add(err)
+	}
+	if mnt, ok := r.v1["pids"]; ok && parts&PartPids != 0 {
 		s.Pids, err = readPids(filepath.Join(mnt, path))
 		add(err)
 	}
-	if r.v2 != "" {
+	if r.v2 != "" && parts&PartPressure != 0 {
 		add(r.addPressure(&s, filepath.Join(r.v2, path)))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -51,11 +54,7 @@ func (r *Reader) readV1(path string) (Sample, error) {
 	return s, nil
 }
 
-func readMemoryV1(dir string) (*Memory, *Swap, error) {
-	usage, ok, err := readUint(filepath.Join(dir, "memory.usage_in_bytes"))
-	if err != nil || !ok {
-		return nil, nil, err
-	}
+func readMemoryV1(dir string, usage uint64, detail bool) (*Memory, *Swap, error) {
 	m := &Memory{Usage: usage}
 	b, err := readFile(filepath.Join(dir, "memory.stat"))
 	if err != nil {
@@ -93,34 +92,43 @@ func readMemoryV1(dir string) (*Memory, *Swap, error) {
 	if limit < unlimitedV1 {
 		m.Limit = limit
 	}
-	if m.Failcnt, _, err = readUint(filepath.Join(dir, "memory.failcnt")); err != nil {
-		return nil, nil, err
-	}
-	if m.MaxUsage, _, err = readUint(filepath.Join(dir, "memory.max_usage_in_bytes")); err != nil {
-		return nil, nil, err
+	if detail {
+		if m.Failcnt, _, err = readUint(filepath.Join(dir, "memory.failcnt")); err != nil {
+			return nil, nil, err
+		}
+		if m.MaxUsage, _, err = readUint(filepath.Join(dir, "memory.max_usage_in_bytes")); err != nil {
+			return nil, nil, err
+		}
 	}
 	if !hasSwap {
 		return m, nil, nil
 	}
 	sw := &Swap{Usage: swap}
 	// memsw limits memory plus swap; what is left for swap alone is the
-	// difference, when both are set.
+	// difference, when both are set. Without a memory limit there is none
+	// to read.
+	if m.Limit == 0 {
+		return m, sw, nil
+	}
 	memsw, ok, err := readUint(filepath.Join(dir, "memory.memsw.limit_in_bytes"))
 	if err != nil {
 		return nil, nil, err
 	}
-	if ok && memsw < unlimitedV1 && m.Limit != 0 && memsw >= m.Limit {
+	if ok && memsw < unlimitedV1 && memsw >= m.Limit {
 		sw.Limit = memsw - m.Limit
 	}
 	return m, sw, nil
 }
 
-func readCPUV1(dir string) (*CPU, error) {
+func readCPUV1(dir string, detail bool) (*CPU, error) {
 	usage, ok, err := readUint(filepath.Join(dir, "cpuacct.usage"))
 	if err != nil || !ok {
 		return nil, err
 	}
 	c := &CPU{UsageNanos: usage}
+	if !detail {
+		return c, nil
+	}
 	// Older kernels lack the split files; the total is what matters.
 	if c.UserNanos, _, err = readUint(filepath.Join(dir, "cpuacct.usage_user")); err != nil {
 		return nil, err
@@ -137,18 +145,20 @@ func readCPUV1(dir string) (*CPU, error) {
 //	8:0 Read 4096
 //	8:0 Write 0
 //	Total 4096
-func readIOV1(dir string) (*IO, error) {
+func readIOV1(dir string, detail bool) (*IO, error) {
 	bytesFile, err := readFile(filepath.Join(dir, "blkio.throttle.io_service_bytes_recursive"))
 	if err != nil || bytesFile == nil {
 		return nil, err
 	}
-	ops, err := readFile(filepath.Join(dir, "blkio.throttle.io_serviced_recursive"))
-	if err != nil {
-		return nil, err
-	}
 	io := &IO{}
 	sumBlkio(bytesFile, &io.ReadBytes, &io.WriteBytes)
-	sumBlkio(ops, &io.Reads, &io.Writes)
+	if detail {
+		ops, err := readFile(filepath.Join(dir, "blkio.throttle.io_serviced_recursive"))
+		if err != nil {
+			return nil, err
+		}
+		sumBlkio(ops, &io.Reads, &io.Writes)
+	}
 	return io, nil
 }
 

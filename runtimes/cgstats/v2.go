@@ -11,9 +11,11 @@ import (
 
 // readV2 reads the cgroup's counters from the unified hierarchy. A
 // controller not enabled for the cgroup has no files: its part is nil.
-func (r *Reader) readV2(path string) (Sample, error) {
+// cpu.stat, which every cgroup2 directory has, tells whether the cgroup
+// exists.
+func (r *Reader) readV2(path string, parts Parts) (Sample, error) {
 	dir := filepath.Join(r.v2, path)
-	ok, err := exists(dir)
+	cpu, ok, err := readCPUV2(dir)
 	if err != nil {
 		return Sample{}, fmt.Errorf("read cgroup %s: %w", path, err)
 	}
@@ -21,21 +23,30 @@ func (r *Reader) readV2(path string) (Sample, error) {
 		return Sample{}, fmt.Errorf("read cgroup %s: %w", path, ErrNotFound)
 	}
 	s := Sample{Time: time.Now()}
+	if parts&PartCPU != 0 {
+		s.CPU = cpu
+	}
 	var errs []error
 	add := func(err error) {
 		if err != nil {
 			errs = append(errs, err)
 		}
 	}
-	s.CPU, err = readCPUV2(dir)
-	add(err)
-	s.Memory, s.Swap, err = readMemoryV2(dir)
-	add(err)
-	s.IO, err = readIOV2(dir)
-	add(err)
-	s.Pids, err = readPids(dir)
-	add(err)
-	add(r.addPressure(&s, dir))
+	if parts&PartMemory != 0 {
+		s.Memory, s.Swap, err = readMemoryV2(dir, parts&PartDetail != 0)
+		add(err)
+	}
+	if parts&PartIO != 0 {
+		s.IO, err = readIOV2(dir)
+		add(err)
+	}
+	if parts&PartPids != 0 {
+		s.Pids, err = readPids(dir)
+		add(err)
+	}
+	if parts&PartPressure != 0 {
+		add(r.addPressure(&s, dir))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return Sample{}, fmt.Errorf("read cgroup %s: %w", path, err)
 	}
@@ -43,13 +54,13 @@ func (r *Reader) readV2(path string) (Sample, error) {
 }
 
 // readCPUV2 reads cpu.stat, which every cgroup2 directory has (the cpu
-// controller only adds throttling lines).
-func readCPUV2(dir string) (*CPU, error) {
+// controller only adds throttling lines); exists is false without it.
+func readCPUV2(dir string) (c *CPU, exists bool, err error) {
 	b, err := readFile(filepath.Join(dir, "cpu.stat"))
 	if err != nil || b == nil {
-		return nil, err
+		return nil, false, err
 	}
-	c := &CPU{}
+	c = &CPU{}
 	found := false
 	eachKeyValue(b, func(k string, v uint64) {
 		switch k {
@@ -62,12 +73,12 @@ func readCPUV2(dir string) (*CPU, error) {
 		}
 	})
 	if !found {
-		return nil, nil
+		return nil, true, nil
 	}
-	return c, nil
+	return c, true, nil
 }
 
-func readMemoryV2(dir string) (*Memory, *Swap, error) {
+func readMemoryV2(dir string, detail bool) (*Memory, *Swap, error) {
 	usage, ok, err := readUint(filepath.Join(dir, "memory.current"))
 	if err != nil || !ok {
 		return nil, nil, err
@@ -99,15 +110,17 @@ func readMemoryV2(dir string) (*Memory, *Swap, error) {
 	if m.Limit, _, err = readUint(filepath.Join(dir, "memory.max")); err != nil {
 		return nil, nil, err
 	}
-	ev, err := readFile(filepath.Join(dir, "memory.events"))
-	if err != nil {
-		return nil, nil, err
-	}
-	eachKeyValue(ev, func(k string, v uint64) {
-		if k == "max" {
-			m.Failcnt = v
+	if detail {
+		ev, err := readFile(filepath.Join(dir, "memory.events"))
+		if err != nil {
+			return nil, nil, err
 		}
-	})
+		eachKeyValue(ev, func(k string, v uint64) {
+			if k == "max" {
+				m.Failcnt = v
+			}
+		})
+	}
 	swap, ok, err := readUint(filepath.Join(dir, "memory.swap.current"))
 	if err != nil || !ok {
 		return m, nil, err

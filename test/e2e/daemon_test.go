@@ -62,9 +62,9 @@ func TestDaemonServesCRIAndAdmin(t *testing.T) {
 	}
 
 	// What is not built yet says so rather than pretending.
-	_, err = d.Runtime().PodSandboxStats(ctx, &runtimeapi.PodSandboxStatsRequest{PodSandboxId: "0123456789ab"})
+	_, err = d.Runtime().CheckpointContainer(ctx, &runtimeapi.CheckpointContainerRequest{ContainerId: "0123456789ab"})
 	if status.Code(err) != codes.Unimplemented {
-		t.Errorf("PodSandboxStats() = %v, want Unimplemented", err)
+		t.Errorf("CheckpointContainer() = %v, want Unimplemented", err)
 	}
 
 	// Socket permissions: CRI 0660, admin 0600.
