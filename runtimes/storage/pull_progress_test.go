@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -85,11 +86,17 @@ func TestPullWatchCancels(t *testing.T) {
 	stop()
 }
 
-// stallImage is busybox and a 256 KiB payload: blobs far longer than the
-// registry's stall point.
+// stallImage has a 1 KiB layer, which arrives whole before the registry
+// stalls (at 4 KiB), and a 256 KiB one, which does not.
 func stallImage(t *testing.T) v1.Image {
 	t.Helper()
-	img, err := images.WithPayload(busybox(t), 256<<10, 7)
+	img, err := images.Scratch()
+	if err == nil {
+		img, err = images.WithPayload(img, 1<<10, 6)
+	}
+	if err == nil {
+		img, err = images.WithPayload(img, 256<<10, 7)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +127,31 @@ func TestPullStalls(t *testing.T) {
 		t.Errorf("temp files after stalled pull: %v", left)
 	}
 	waitAbandoned(t, reg)
+	waitNoPullGoroutines(t)
+}
+
+// waitNoPullGoroutines waits until no goroutine runs c/image code or a
+// pull's watch: a cancelled pull leaves none behind.
+func waitNoPullGoroutines(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		var left []string
+		for _, g := range strings.Split(stacks, "\n\n") {
+			if strings.Contains(g, "go.podman.io/image/") || strings.Contains(g, "(*pullWatch)") {
+				left = append(left, g)
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines of the pull left:\n%s", len(left), strings.Join(left, "\n\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // waitAbandoned waits until the registry has seen the client leave every
