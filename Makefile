@@ -9,6 +9,12 @@ LDFLAGS  := -X github.com/crisp-cri/crisp/cri.Version=$(shell git describe --alw
 DEBS     := runc conmon runsc containernetworking-plugins iproute2 util-linux busybox-static skopeo
 # crictl, for the end-to-end tests and for operators.
 CRICTL_VERSION     := v1.37.0
+# kubelet, for the end-to-end test in test/kubelet: built from the Go module
+# proxy (test/kubelet/build-kubelet.sh) and cached by version outside the
+# clone, so another run or a fresh clone on this machine does not rebuild it.
+KUBELET_VERSION    := v1.37.2
+KUBELET_CACHE      ?= /var/cache/crisp
+KUBELET            := $(KUBELET_CACHE)/kubelet-$(KUBELET_VERSION)/kubelet
 # Pinned code generators for `make generate` (protoc itself comes from apt).
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
@@ -23,7 +29,7 @@ FUZZ_TARGETS    := FuzzRunPodSandbox FuzzCreateContainer FuzzRequest
 FUZZTIME_TEST   ?= 10s
 FUZZTIME        ?= 5m
 
-.PHONY: all deps build tools run unit test lint generate bench chaos fuzz fuzz-short clean
+.PHONY: all deps build tools kubelet run unit test lint generate bench chaos fuzz fuzz-short clean
 
 all: build
 
@@ -42,11 +48,16 @@ build:
 	CGO_ENABLED=0 $(GO) build -tags $(TAGS) -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/crispd ./cmd/crispd
 	CGO_ENABLED=0 $(GO) build -tags $(TAGS) -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/crispctl ./cmd/crispctl
 
-## tools: crictl $(CRICTL_VERSION), built from the Go module proxy into bin/
-tools: $(BIN)/crictl
+## tools: crictl $(CRICTL_VERSION) and kubelet $(KUBELET_VERSION), built from the Go module proxy into bin/
+tools: $(BIN)/crictl kubelet
 $(BIN)/crictl:
 	CGO_ENABLED=0 GOBIN=$(BIN) $(GO) install -ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=$(CRICTL_VERSION:v%=%)" \
 		sigs.k8s.io/cri-tools/cmd/crictl@$(CRICTL_VERSION)
+
+## kubelet: kubelet $(KUBELET_VERSION) built once into $(KUBELET) (cold: ~5 min on 2 cores; KUBELET_CACHE moves it), linked as bin/kubelet
+kubelet:
+	GO=$(GO) test/kubelet/build-kubelet.sh $(KUBELET_VERSION) $(KUBELET)
+	@mkdir -p $(BIN) && ln -sfn $(KUBELET) $(BIN)/kubelet
 
 ## run: install deps, build, and run crispd in the foreground with its defaults
 run: deps build
@@ -97,10 +108,11 @@ generate:
 		--go_out=paths=source_relative:cri/adminpb --go-grpc_out=paths=source_relative:cri/adminpb \
 		cri/adminpb/admin.proto
 
-## bench: the benchmarks (figures, not pass/fail; root for test/bench)
-bench: deps build
+## bench: the benchmarks (figures, not pass/fail; root for test/bench and test/kubelet)
+bench: deps build kubelet
 	CGO_ENABLED=1 $(GO) test -tags $(TAGS) -run '^$$' -bench . -benchmem ./db/
 	CGO_ENABLED=1 CRISP_BIN_DIR=$(BIN) $(GO) test -tags $(TAGS) -run '^$$' -bench . -benchtime 20x ./test/bench/
+	CGO_ENABLED=1 CRISP_BIN_DIR=$(BIN) $(GO) test -tags $(TAGS) -run '^$$' -bench . -benchtime 3x ./test/kubelet/
 
 ## chaos: the chaos test alone, longer: 500 kill -9 iterations; CRISP_CHAOS_RUNSC=1 adds gVisor pods (Debian runsc 20221219 panics under that churn, see test/chaos) (CRISP_CHAOS_ITERATIONS, CRISP_CHAOS_SEED override; root; it builds its own crispd with failpoints)
 chaos: deps
