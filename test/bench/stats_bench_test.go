@@ -88,7 +88,7 @@ func BenchmarkListContainerStatsPeer(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer conn.Close()
+	b.Cleanup(func() { conn.Close() }) // after the pods' cleanup below
 	rt, imgs := runtimeapi.NewRuntimeServiceClient(conn), runtimeapi.NewImageServiceClient(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
@@ -99,8 +99,12 @@ func BenchmarkListContainerStatsPeer(b *testing.B) {
 	var pods []string
 	b.Cleanup(func() {
 		for _, id := range pods {
-			rt.StopPodSandbox(context.Background(), &runtimeapi.StopPodSandboxRequest{PodSandboxId: id})
-			rt.RemovePodSandbox(context.Background(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id})
+			if _, err := rt.StopPodSandbox(context.Background(), &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+				b.Errorf("cleanup: StopPodSandbox(%s) on the peer: %v", id, err)
+			}
+			if _, err := rt.RemovePodSandbox(context.Background(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+				b.Errorf("cleanup: RemovePodSandbox(%s) on the peer: %v", id, err)
+			}
 		}
 	})
 	start := time.Now()
