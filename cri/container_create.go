@@ -129,14 +129,15 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 	}
 	t.done("infra-pid")
 	h := s.handler(sb.Handler)
-	if s.noHugetlb && len(cfg.GetLinux().GetResources().GetHugepageLimits()) > 0 {
-		log.Debug("hugepage limits dropped: the host has no hugetlb cgroup controller")
+	if dropped := ocispec.DroppedResources(cfg.GetLinux().GetResources(), s.missing); len(dropped) > 0 {
+		log.Debug("resources dropped: the host lacks their cgroup controllers",
+			slog.Any("dropped", dropped), slog.Any("missing_controllers", s.missing))
 	}
 	spec, err := ocispec.ForContainer(ocispec.ContainerInput{
 		ID: row.ID, Name: row.Name, Config: cfg, Image: img.Config, ImageRef: row.ImageRef,
 		RootfsPath: rootfs.Mount, LogPath: row.LogPath, ClampOOMScoreAdj: s.clampOOM,
 		HostCapabilities: s.hostCaps, HostDevices: s.hostDevices, Passthrough: h.Annotations,
-		PrivilegedWithoutHostDevices: h.PrivilegedWithoutHostDevices, CgroupNamespace: s.cgroupNS, NoHugetlb: s.noHugetlb,
+		PrivilegedWithoutHostDevices: h.PrivilegedWithoutHostDevices, CgroupNamespace: s.cgroupNS, Missing: s.missing,
 		ImageVolumes: imageVolumes,
 		Sandbox: ocispec.Sandbox{
 			ID: sb.ID, Handler: sb.Handler, RuntimeType: rt.Handler().Type, InfraID: sb.InfraID, InfraPID: infraPID,
@@ -188,7 +189,7 @@ func (s *Server) resolvedProcess(p *specs.Process, cfg *runtimeapi.ContainerConf
 	if err != nil {
 		return db.Process{}, err
 	}
-	res, err := encodeResources(ocispec.AppliedResources(cfg.GetLinux().GetResources(), s.clampOOM, s.noHugetlb))
+	res, err := encodeResources(ocispec.AppliedResources(cfg.GetLinux().GetResources(), s.clampOOM, s.missing))
 	if err != nil {
 		return db.Process{}, err
 	}

@@ -88,7 +88,7 @@ func (s *Server) UpdateContainerResources(ctx context.Context, req *runtimeapi.U
 	if c.State != db.ContainerRunning && c.State != db.ContainerCreated {
 		return nil, fmt.Errorf("update resources of container %s: it is %s: %w", c.ID, c.State, ErrPrecondition)
 	}
-	res, err := ocispec.Resources(req.GetLinux(), s.clampOOM, s.noHugetlb)
+	res, err := ocispec.Resources(req.GetLinux(), s.clampOOM, s.missing)
 	if err != nil {
 		return nil, fmt.Errorf("update resources of container %s: %w", c.ID, err)
 	}
@@ -102,7 +102,7 @@ func (s *Server) UpdateContainerResources(ctx context.Context, req *runtimeapi.U
 		}
 		return nil, fmt.Errorf("update resources of container %s: %w", c.ID, err)
 	}
-	applied := ocispec.AppliedResources(req.GetLinux(), s.clampOOM, s.noHugetlb)
+	applied := ocispec.AppliedResources(req.GetLinux(), s.clampOOM, s.missing)
 	enc, err := encodeResources(ocispec.UpdatedResources(cur, applied))
 	if err != nil {
 		return nil, err

@@ -294,6 +294,10 @@ func recvFor(t *testing.T, stream runtimeapi.RuntimeService_GetContainerEventsCl
 	}
 }
 
+// TestGetContainerEventsLifecycle takes a container through its life in
+// lock-step with two subscribers: each step's event is received on both
+// streams before the next step, so every event's statuses are those of the
+// state it announces (events are built when read, from the current rows).
 func TestGetContainerEventsLifecycle(t *testing.T) {
 	n := newEventsNode(t)
 	ctx := context.Background()
@@ -302,30 +306,34 @@ func TestGetContainerEventsLifecycle(t *testing.T) {
 	podCfg := n.podConfig("web")
 	podID := n.runPod(t, podCfg, "")
 	side := n.createCtr(t, podID, podCfg, ctrConfig("side")) // the pod's other container
-	id := n.startCtr(t, podID, podCfg, ctrConfig("app"))
-	if _, err := n.srv.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: 5}); err != nil {
-		t.Fatal(err)
+	var id string
+	steps := []struct {
+		want runtimeapi.ContainerEventType
+		do   func()
+	}{
+		{runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, func() { id = n.createCtr(t, podID, podCfg, ctrConfig("app")) }},
+		{runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, func() {
+			if _, err := n.srv.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, func() {
+			if _, err := n.srv.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: 5}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, func() {
+			if _, err := n.srv.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+				t.Fatal(err)
+			}
+		}},
 	}
-	if _, err := n.srv.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.srv.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
-		t.Fatal(err)
-	}
-
-	want := []runtimeapi.ContainerEventType{
-		runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT,
-		runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT,
-		runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT,
-		runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT,
-	}
-	for i, stream := range streams {
-		var got []string
-		for _, w := range want {
+	for _, step := range steps {
+		step.do()
+		for i, stream := range streams {
 			ev := recvFor(t, stream, id)
-			got = append(got, ev.ContainerEventType.String())
-			if ev.ContainerEventType != w {
-				t.Errorf("stream %d: event %v, want %v (so far %v)", i, ev.ContainerEventType, w, got)
+			if ev.ContainerEventType != step.want {
+				t.Errorf("stream %d: event %v, want %v", i, ev.ContainerEventType, step.want)
 			}
 			if ev.CreatedAt == 0 {
 				t.Errorf("stream %d: %v has no time", i, ev.ContainerEventType)
@@ -349,7 +357,12 @@ func TestGetContainerEventsLifecycle(t *testing.T) {
 				t.Errorf("stream %d: %v lacks the container's own status", i, ev.ContainerEventType)
 			}
 		}
-		// The pod stopping is a stopped event with the pod's id.
+	}
+	if _, err := n.srv.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatal(err)
+	}
+	// The pod stopping is a stopped event with the pod's id.
+	for i, stream := range streams {
 		ev := recvFor(t, stream, podID)
 		if ev.ContainerEventType != runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT ||
 			ev.GetPodSandboxStatus().GetState() != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {

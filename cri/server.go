@@ -52,12 +52,12 @@ type Deps struct {
 	Log      *slog.Logger
 	// ClampOOMScoreAdj: this node cannot lower oom_score_adj (no
 	// CAP_SYS_RESOURCE), so negative values are raised to 0.
-	ClampOOMScoreAdj bool
-	CgroupNamespace  bool                // the kernel has cgroup namespaces: unprivileged containers get one
-	NoHugetlb        bool                // the host has no hugetlb controller: hugepage limits are dropped
-	HostCaps         []string            // capabilities crispd holds: what privileged grants
-	HostDevices      []specs.LinuxDevice // given to privileged containers
-	CrispdPath       string              // crispd's static binary: the infra process is `crispd pause`
+	ClampOOMScoreAdj   bool
+	CgroupNamespace    bool                       // the kernel has cgroup namespaces: unprivileged containers get one
+	MissingControllers ocispec.MissingControllers // cgroup controllers the host lacks: their limits are dropped
+	HostCaps           []string                   // capabilities crispd holds: what privileged grants
+	HostDevices        []specs.LinuxDevice        // given to privileged containers
+	CrispdPath         string                     // crispd's static binary: the infra process is `crispd pause`
 	// EventBuffer is how many events a GetContainerEvents stream may fall
 	// behind by before it is ended; 0 means DefaultEventBuffer.
 	EventBuffer int
@@ -89,7 +89,7 @@ type Server struct {
 
 	clampOOM    bool
 	cgroupNS    bool
-	noHugetlb   bool
+	missing     ocispec.MissingControllers
 	hostCaps    []string
 	hostDevices []specs.LinuxDevice
 	crispdPath  string
@@ -109,6 +109,6 @@ func NewServer(d Deps) *Server {
 	}
 	return &Server{store: d.Store, images: d.Images, net: d.Network, pods: d.Pods, handlers: d.Handlers, trust: d.Trust,
 		files: d.Files, log: d.Log, events: newEventHub(d.EventBuffer, d.Log),
-		clampOOM: d.ClampOOMScoreAdj, cgroupNS: d.CgroupNamespace, noHugetlb: d.NoHugetlb, hostCaps: d.HostCaps, hostDevices: d.HostDevices, crispdPath: d.CrispdPath,
+		clampOOM: d.ClampOOMScoreAdj, cgroupNS: d.CgroupNamespace, missing: d.MissingControllers, hostCaps: d.HostCaps, hostDevices: d.HostDevices, crispdPath: d.CrispdPath,
 		cgroups: d.Cgroups, layers: d.Layers, netStats: d.NetStats, layerRoot: d.LayerRoot}
 }

@@ -151,10 +151,14 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 		return err
 	}
 	layers := images.NewLayerUsages(layerUsageMaxAge, log)
+	missing := missingControllers()
+	if len(missing) > 0 {
+		log.Info("host lacks cgroup controllers: containers' limits for them are dropped", slog.Any("controllers", missing))
+	}
 	crisvc := cri.NewServer(cri.Deps{Store: store, Images: images, Network: netMgr, Handlers: handlers,
 		Trust: trustCfg, Files: files, Log: log,
 		Cgroups: cgstats.New(mounts), Layers: layers, NetStats: netMgr, LayerRoot: cfg.Storage.GraphRoot,
-		ClampOOMScoreAdj: !hasCap(hostCaps, "CAP_SYS_RESOURCE"), CgroupNamespace: ocispec.HasCgroupNamespace(), NoHugetlb: !host.HasController("hugetlb"), HostCaps: hostCaps, HostDevices: hostDevices,
+		ClampOOMScoreAdj: !hasCap(hostCaps, "CAP_SYS_RESOURCE"), CgroupNamespace: ocispec.HasCgroupNamespace(), MissingControllers: missing, HostCaps: hostCaps, HostDevices: hostDevices,
 		CrispdPath: crispdPath, EventBuffer: cfg.EventsBuffer})
 	streams, err := stream.New(stream.Config{Addr: cfg.StreamAddress}, crisvc.StreamTargets(), log.With(slog.String("service", "stream")))
 	if err != nil {
@@ -341,4 +345,16 @@ func pinnedImages(cfg config.Config) []string {
 		pinned = append(pinned, cfg.PauseImage)
 	}
 	return pinned
+}
+
+// missingControllers are the cgroup controllers of CRI's limits that the
+// host lacks (this one: hugetlb has no v1 hierarchy).
+func missingControllers() ocispec.MissingControllers {
+	var out ocispec.MissingControllers
+	for _, c := range ocispec.LimitedControllers {
+		if !host.HasController(c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }

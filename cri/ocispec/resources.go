@@ -235,29 +235,25 @@ func checkDeviceFormats(devs []*runtimeapi.Device) error {
 // Resources converts CRI container resources for an update of a running
 // container (UpdateContainerResources), validated as at create. A negative
 // oom_score_adj is dropped when clamp is set, since it cannot be applied;
-// hugepage limits are dropped with noHugetlb (see ContainerInput.NoHugetlb).
-func Resources(r *runtimeapi.LinuxContainerResources, clamp, noHugetlb bool) (*specs.LinuxResources, error) {
+// limits of missing controllers are dropped (see MissingControllers).
+func Resources(r *runtimeapi.LinuxContainerResources, clamp bool, missing MissingControllers) (*specs.LinuxResources, error) {
 	res, _, err := resources(r, clamp)
 	if err != nil {
 		return nil, fmt.Errorf("container resources: %w", err)
 	}
-	if noHugetlb {
-		res.HugepageLimits = nil
-	}
+	missing.drop(res)
 	return res, nil
 }
 
 // AppliedResources is r as crisp applies it, for ContainerStatus: without
-// the hugepage limits dropped under noHugetlb, with oom_score_adj clamped
-// under clamp. It never returns nil.
-func AppliedResources(r *runtimeapi.LinuxContainerResources, clamp, noHugetlb bool) *runtimeapi.LinuxContainerResources {
+// the limits of missing controllers, with oom_score_adj clamped under
+// clamp. It never returns nil.
+func AppliedResources(r *runtimeapi.LinuxContainerResources, clamp bool, missing MissingControllers) *runtimeapi.LinuxContainerResources {
 	out := &runtimeapi.LinuxContainerResources{}
 	if r != nil {
 		out = proto.Clone(r).(*runtimeapi.LinuxContainerResources)
 	}
-	if noHugetlb {
-		out.HugepageLimits = nil
-	}
+	missing.dropCRI(out)
 	if clamp && out.OomScoreAdj < 0 {
 		out.OomScoreAdj = 0
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -166,46 +167,78 @@ func TestDevices(t *testing.T) {
 	}
 }
 
-// Kubelet sends a hugepage limit for every page size the node has; a host
-// without the hugetlb controller must still run the container.
-func TestHugepageLimitsWithoutHugetlb(t *testing.T) {
-	limits := []*runtimeapi.HugepageLimit{{PageSize: "2MB", Limit: 0}, {PageSize: "1GB", Limit: 0}}
-	for _, noHugetlb := range []bool{false, true} {
+// kubeletLimits are resources as kubelet fills them in: every controller's.
+func kubeletLimits() *runtimeapi.LinuxContainerResources {
+	return &runtimeapi.LinuxContainerResources{CpuShares: 102, CpuQuota: 50000, CpuPeriod: 100000, CpusetCpus: "0",
+		MemoryLimitInBytes: 64 << 20, OomScoreAdj: 1000,
+		HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2MB", Limit: 0}, {PageSize: "1GB", Limit: 0}},
+		Unified:        map[string]string{"memory.high": "max", "cpu.weight": "4"}}
+}
+
+// Kubelet sends limits of every controller (a hugepage limit for every
+// page size the node has); a host without a controller must still run the
+// container, without that controller's limits, and keep the others.
+func TestLimitsOfMissingControllers(t *testing.T) {
+	tests := []struct {
+		missing MissingControllers
+		dropped []string
+		check   func(r *specs.LinuxResources) bool
+	}{
+		{nil, nil, func(r *specs.LinuxResources) bool {
+			return len(r.HugepageLimits) == 2 && r.Memory != nil && r.CPU.Shares != nil && r.CPU.Cpus == "0" && len(r.Unified) == 2
+		}},
+		{MissingControllers{"hugetlb"}, []string{"hugepage_limits"}, func(r *specs.LinuxResources) bool {
+			return len(r.HugepageLimits) == 0 && r.Memory != nil && r.CPU.Shares != nil
+		}},
+		{MissingControllers{"cpu", "cpuset"}, []string{"cpu_shares/cpu_quota/cpu_period", "cpuset_cpus/cpuset_mems", "unified[cpu.weight]"},
+			func(r *specs.LinuxResources) bool {
+				return r.CPU == nil && r.Memory != nil && len(r.HugepageLimits) == 2 && r.Unified["memory.high"] == "max"
+			}},
+		{MissingControllers{"memory"}, []string{"memory_limit_in_bytes/memory_swap_limit_in_bytes", "unified[memory.high]"},
+			func(r *specs.LinuxResources) bool {
+				return r.Memory == nil && r.CPU.Shares != nil && len(r.Unified) == 1
+			}},
+	}
+	for _, tt := range tests {
 		s, err := buildSpec(t, func(in *ContainerInput) {
-			in.NoHugetlb = noHugetlb
-			in.Config.Linux = &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{HugepageLimits: limits}}
+			in.Missing = tt.missing
+			in.Config.Linux = &runtimeapi.LinuxContainerConfig{Resources: kubeletLimits()}
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := len(s.Linux.Resources.HugepageLimits), map[bool]int{false: 2, true: 0}[noHugetlb]; got != want {
-			t.Errorf("NoHugetlb=%v: %d hugepage limits in the spec, want %d", noHugetlb, got, want)
+		if !tt.check(s.Linux.Resources) {
+			t.Errorf("missing %v: spec resources %+v", tt.missing, s.Linux.Resources)
 		}
-		res, err := Resources(&runtimeapi.LinuxContainerResources{HugepageLimits: limits}, false, noHugetlb)
-		if err != nil || len(res.HugepageLimits) != map[bool]int{false: 2, true: 0}[noHugetlb] {
-			t.Errorf("Resources(noHugetlb=%v) = %v, %v", noHugetlb, res, err)
+		res, err := Resources(kubeletLimits(), false, tt.missing)
+		if err != nil || !tt.check(res) {
+			t.Errorf("Resources(missing %v) = %+v, %v", tt.missing, res, err)
+		}
+		if got := DroppedResources(kubeletLimits(), tt.missing); !slices.Equal(got, tt.dropped) {
+			t.Errorf("DroppedResources(missing %v) = %v, want %v", tt.missing, got, tt.dropped)
 		}
 	}
 	// Dropping is no licence for a malformed size.
-	if _, err := Resources(&runtimeapi.LinuxContainerResources{HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2XB"}}}, false, true); err == nil {
-		t.Error("Resources(page size 2XB, noHugetlb) = nil error")
+	if _, err := Resources(&runtimeapi.LinuxContainerResources{HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2XB"}}}, false, MissingControllers{"hugetlb"}); err == nil {
+		t.Error("Resources(page size 2XB, no hugetlb) = nil error")
 	}
 }
 
 func TestAppliedResources(t *testing.T) {
-	in := &runtimeapi.LinuxContainerResources{CpuShares: 2, OomScoreAdj: -997,
-		HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2MB", Limit: 0}}}
-	got := AppliedResources(in, true, true)
-	if got.OomScoreAdj != 0 || len(got.HugepageLimits) != 0 || got.CpuShares != 2 {
-		t.Errorf("AppliedResources(clamp, noHugetlb) = %v", got)
+	in := kubeletLimits()
+	in.OomScoreAdj = -997
+	got := AppliedResources(in, true, MissingControllers{"hugetlb", "memory"})
+	if got.OomScoreAdj != 0 || len(got.HugepageLimits) != 0 || got.MemoryLimitInBytes != 0 || got.Unified["memory.high"] != "" ||
+		got.CpuShares != 102 || got.Unified["cpu.weight"] != "4" {
+		t.Errorf("AppliedResources(clamp, no hugetlb nor memory) = %v", got)
 	}
-	if in.OomScoreAdj != -997 || len(in.HugepageLimits) != 1 {
+	if in.OomScoreAdj != -997 || len(in.HugepageLimits) != 2 || len(in.Unified) != 2 {
 		t.Errorf("AppliedResources changed its input: %v", in)
 	}
-	if got := AppliedResources(in, false, false); got.OomScoreAdj != -997 || len(got.HugepageLimits) != 1 {
+	if got := AppliedResources(in, false, nil); !proto.Equal(got, in) {
 		t.Errorf("AppliedResources() = %v, want it unchanged", got)
 	}
-	if got := AppliedResources(nil, true, true); got == nil {
+	if got := AppliedResources(nil, true, MissingControllers{"cpu"}); got == nil {
 		t.Error("AppliedResources(nil) = nil")
 	}
 }

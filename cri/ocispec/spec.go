@@ -104,11 +104,9 @@ type ContainerInput struct {
 	// CgroupNamespace gives unprivileged containers a private cgroup
 	// namespace; set it where the kernel has them (HasCgroupNamespace).
 	CgroupNamespace bool
-	// NoHugetlb: the host has no hugetlb cgroup controller, so hugepage
-	// limits are dropped rather than failing the container (kubelet sends
-	// one for every page size the node has), as containerd's
-	// tolerate_missing_hugetlb_controller does.
-	NoHugetlb bool
+	// Missing are the cgroup controllers the host lacks: their limits are
+	// dropped rather than failing the container (see MissingControllers).
+	Missing MissingControllers
 
 	// ImageVolumes maps the index of each mount with an image (an image
 	// volume) to the directory to bind: the mounted image, at its sub path.
@@ -209,9 +207,7 @@ func forContainer(in *ContainerInput) (*specs.Spec, error) {
 	if s.Linux.Resources, s.Process.OOMScoreAdj, err = resources(cfg.GetLinux().GetResources(), in.ClampOOMScoreAdj); err != nil {
 		return nil, err
 	}
-	if in.NoHugetlb {
-		s.Linux.Resources.HugepageLimits = nil
-	}
+	in.Missing.drop(s.Linux.Resources)
 	if s.Linux.Devices, s.Linux.Resources.Devices, err = devices(in, privileged); err != nil {
 		return nil, err
 	}

@@ -28,7 +28,7 @@ func (v *Validator) UpdateContainerResources(r *runtimeapi.UpdateContainerResour
 	if err := containerID(call, r.ContainerId); err != nil {
 		return err
 	}
-	if _, err := ocispec.Resources(r.GetLinux(), false, false); err != nil {
+	if _, err := ocispec.Resources(r.GetLinux(), false, nil); err != nil {
 		return fmt.Errorf("%s of %s: linux: %w", call, r.ContainerId, err)
 	}
 	return v.checkMap(call+" of "+r.ContainerId, "annotations", r.Annotations)
@@ -44,7 +44,7 @@ func (v *Validator) UpdatePodSandboxResources(r *runtimeapi.UpdatePodSandboxReso
 		field string
 		r     *runtimeapi.LinuxContainerResources
 	}{{"overhead", r.GetOverhead()}, {"resources", r.GetResources()}} {
-		if _, err := ocispec.Resources(res.r, false, false); err != nil {
+		if _, err := ocispec.Resources(res.r, false, nil); err != nil {
 			return fmt.Errorf("%s of %s: %s: %w", call, r.PodSandboxId, res.field, err)
 		}
 	}

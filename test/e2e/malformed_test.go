@@ -124,9 +124,9 @@ func TestMalformedRequestsLeaveNothing(t *testing.T) {
 			c.Linux = &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
 				NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_NODE}}}
 		}, codes.InvalidArgument, "namespace_options.pid"},
-		{"image volume", func(c *runtimeapi.ContainerConfig) {
-			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: image}}}
-		}, codes.Unimplemented, "mounts[0].image"},
+		{"image volume sub path leaving the image", func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: image}, ImageSubPath: "../../etc"}}
+		}, codes.InvalidArgument, "mounts[0].image_sub_path"},
 		{"NUL in an env value", func(c *runtimeapi.ContainerConfig) {
 			c.Envs = []*runtimeapi.KeyValue{{Key: "A", Value: []byte("x\x00y")}}
 		}, codes.InvalidArgument, "envs[0]"},

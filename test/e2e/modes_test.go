@@ -59,6 +59,7 @@ var expectedModes = map[string][]string{
 	"RUN/storage/overlay-layers": {"drwx------"}, "RUN/storage/overlay-layers/mountpoints.json": {"-rw-------"},
 	"RUN/storage/overlay-layers/mountpoints.lock": {"-rw-r--r--"}, "RUN/storage/overlay-locks": {"drwx------"},
 	"RUN/storage/overlay/FEATURE": {"-rw-r--r--"},
+	"STATE/storage/pull-tmp":      {"drwx------"},
 	"STATE/storage":               {"drwx------"}, "STATE/storage/storage.lock": {"-rw-r--r--"}, "STATE/storage/userns.lock": {"-rw-r--r--"},
 	"STATE/storage/overlay": {"drwxr-xr-x"}, "STATE/storage/overlay/.has-mount-program": {"-rw-------"},
 	"STATE/storage/overlay/ID": {"drwx------"}, "STATE/storage/overlay/ID/diff": {"dr-xr-xr-x", "drwxr-xr-x"},
