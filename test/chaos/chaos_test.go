@@ -108,6 +108,9 @@ type chaos struct {
 	conn *grpc.ClientConn
 	rt   runtimeapi.RuntimeServiceClient
 	ids  map[string]bool // every pod and container id this daemon has had
+	// killedLog is the log of the crispd the last iteration killed: with
+	// the restarted one's, what a violation's object went through.
+	killedLog string
 }
 
 // plan is how one iteration's crispd is to die.
@@ -179,7 +182,7 @@ func (c *chaos) runUntilKilled(p plan, pending *op) kill {
 			return c.reap(k, p, timer, "the retry of "+pending.String())
 		}
 		if err != nil {
-			k.violations = append(k.violations, violation{kindRetry, fmt.Sprintf("kubelet's retry of %s, interrupted by the last kill, failed: %v", pending, err)})
+			k.violations = append(k.violations, violation{kind: kindRetry, msg: fmt.Sprintf("kubelet's retry of %s, interrupted by the last kill, failed: %v", pending, err)})
 		}
 	}
 	deadline := time.Now().Add(failpointBudget)
@@ -191,7 +194,7 @@ func (c *chaos) runUntilKilled(p plan, pending *op) kill {
 			return c.reap(k, p, timer, "listing")
 		}
 		if err != nil {
-			k.violations = append(k.violations, violation{kindOpError, fmt.Sprintf("listing pods and containers: %v", err)})
+			k.violations = append(k.violations, violation{kind: kindOpError, msg: fmt.Sprintf("listing pods and containers: %v", err)})
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
@@ -204,14 +207,14 @@ func (c *chaos) runUntilKilled(p plan, pending *op) kill {
 			return c.reap(k, p, timer, o.String())
 		}
 		if err != nil {
-			k.violations = append(k.violations, violation{kindOpError, fmt.Sprintf("%s = %v", o, err)})
+			k.violations = append(k.violations, violation{kind: kindOpError, msg: fmt.Sprintf("%s = %v", o, err)})
 		} else {
 			c.sum.calls[o.kind]++
 		}
 		if p.failpoint != "" && time.Now().After(deadline) {
 			c.d.Kill()
 			k.how = "unreached"
-			k.violations = append(k.violations, violation{kindFailpt, fmt.Sprintf("%s was not reached in %s of workload", p, failpointBudget)})
+			k.violations = append(k.violations, violation{kind: kindFailpt, msg: fmt.Sprintf("%s was not reached in %s of workload", p, failpointBudget)})
 			return k
 		}
 	}
@@ -263,6 +266,7 @@ func (c *chaos) reap(k kill, p plan, timer *killTimer, during string) kill {
 	}
 	c.d.Kill() // reaps a crispd that killed itself
 	log := c.d.Log.String()
+	c.killedLog = log
 	switch {
 	case p.failpoint == "" && fired:
 		k.how = "random"
@@ -270,7 +274,7 @@ func (c *chaos) reap(k kill, p plan, timer *killTimer, during string) kill {
 		k.how = p.failpoint
 	default:
 		k.how = "crash"
-		k.violations = append(k.violations, violation{kindCrash, fmt.Sprintf("crispd died by itself during %s (armed: %s); its log ends:\n%s", during, p, tail(log, 15))})
+		k.violations = append(k.violations, violation{kind: kindCrash, msg: fmt.Sprintf("crispd died by itself during %s (armed: %s); its log ends:\n%s", during, p, tail(log, 15))})
 	}
 	return k
 }
@@ -292,7 +296,25 @@ func (c *chaos) report(it string, k kill, vs []violation) {
 			break
 		}
 		c.t.Logf("    %s: %s", v.kind, v.msg)
+		if v.object != "" {
+			c.t.Logf("      the killed crispd's log of %s:\n%s", short(v.object), linesWith(c.killedLog, v.object, 40))
+			c.t.Logf("      the restarted crispd's log of %s:\n%s", short(v.object), linesWith(c.d.Log.String(), v.object, 40))
+		}
 	}
+}
+
+// linesWith is the last max lines of log that mention s.
+func linesWith(log, s string, max int) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	if len(out) > max {
+		out = out[len(out)-max:]
+	}
+	return strings.Join(out, "\n")
 }
 
 // killTimer kills crispd once, after a delay, unless halted first.

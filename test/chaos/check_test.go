@@ -38,7 +38,7 @@ func (c *chaos) afterKill(k kill, next plan) []violation {
 	var vs []violation
 	atKill, err := c.observe() // crispd is down: this is the node as the kill left it
 	if err != nil {
-		vs = append(vs, violation{kindObserve, err.Error()})
+		vs = append(vs, violation{kind: kindObserve, msg: err.Error()})
 	}
 	must := mustSurvive(atKill, k.interrupted)
 	c.start(next)
@@ -99,16 +99,16 @@ func mustSurvive(n node, interrupted *op) map[string]survivor {
 func (c *chaos) reconcile() []violation {
 	out, errOut, err := c.d.Crispctl("reconcile", "--json")
 	if err != nil {
-		return []violation{{kindRecon, fmt.Sprintf("crispctl reconcile: %v: %s", err, errOut)}}
+		return []violation{{kind: kindRecon, msg: fmt.Sprintf("crispctl reconcile: %v: %s", err, errOut)}}
 	}
 	var r adminpb.ReconcileNowResponse
 	if err := protojson.Unmarshal([]byte(out), &r); err != nil {
-		return []violation{{kindRecon, fmt.Sprintf("crispctl reconcile --json: %v: %s", err, out)}}
+		return []violation{{kind: kindRecon, msg: fmt.Sprintf("crispctl reconcile --json: %v: %s", err, out)}}
 	}
 	var vs []violation
 	for _, a := range r.Actions {
 		if a.Error != "" {
-			vs = append(vs, violation{kindRecon, fmt.Sprintf("%s of %s %s (%s) failed: %s", a.Kind, a.Object, short(a.Id), a.Reason, firstLine(a.Error))})
+			vs = append(vs, violation{kind: kindRecon, msg: fmt.Sprintf("%s of %s %s (%s) failed: %s", a.Kind, a.Object, short(a.Id), a.Reason, firstLine(a.Error))})
 		}
 	}
 	return vs
@@ -126,7 +126,7 @@ func (c *chaos) check(must map[string]survivor, how string) []violation {
 		}
 		n, err := c.observe()
 		if err != nil {
-			vs = []violation{{kindObserve, err.Error()}}
+			vs = []violation{{kind: kindObserve, msg: err.Error()}}
 			continue
 		}
 		vs = append(n.check(c.d.RunDir, c.d.StateDir, func(id string) bool { return c.ids[id] }), c.survivors(n, must, how)...)
@@ -150,14 +150,14 @@ func (c *chaos) survivors(n node, must map[string]survivor, how string) []violat
 	listed := map[string]string{}
 	ctrs, err := c.rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
 	if err != nil {
-		return []violation{{kindSurvivor, fmt.Sprintf("ListContainers after the restart: %v", err)}}
+		return []violation{{kind: kindSurvivor, msg: fmt.Sprintf("ListContainers after the restart: %v", err)}}
 	}
 	for _, ct := range ctrs.Containers {
 		listed[ct.Id] = ct.State.String()
 	}
 	pods, err := c.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
 	if err != nil {
-		return []violation{{kindSurvivor, fmt.Sprintf("ListPodSandbox after the restart: %v", err)}}
+		return []violation{{kind: kindSurvivor, msg: fmt.Sprintf("ListPodSandbox after the restart: %v", err)}}
 	}
 	for _, p := range pods.Items {
 		listed[p.Id] = p.State.String()
@@ -180,10 +180,10 @@ func (c *chaos) survivors(n node, must map[string]survivor, how string) []violat
 			alive, now = l.Status == "running" && l.PID == before.pid, fmt.Sprintf("%s as pid %d", l.Status, l.PID)
 		}
 		if !alive {
-			vs = append(vs, violation{kindSurvivor, fmt.Sprintf("%s ran as pid %d at the kill (%s); after the restart it is %s", what, before.pid, how, now)})
+			vs = append(vs, violation{kind: kindSurvivor, msg: fmt.Sprintf("%s ran as pid %d at the kill (%s); after the restart it is %s", what, before.pid, how, now)})
 		}
 		if got := listed[id]; got != want {
-			vs = append(vs, violation{kindSurvivor, fmt.Sprintf("%s ran at the kill (%s) and after the restart is listed %q, want %s", what, how, got, want)})
+			vs = append(vs, violation{kind: kindSurvivor, msg: fmt.Sprintf("%s ran at the kill (%s) and after the restart is listed %q, want %s", what, how, got, want)})
 		}
 	}
 	return vs
@@ -195,19 +195,19 @@ func (c *chaos) teardown(pending *op) []violation {
 	var vs []violation
 	if pending != nil {
 		if err := c.retry(*pending); err != nil {
-			vs = append(vs, violation{kindRetry, fmt.Sprintf("kubelet's retry of %s, interrupted by the last kill, failed: %v", pending, err)})
+			vs = append(vs, violation{kind: kindRetry, msg: fmt.Sprintf("kubelet's retry of %s, interrupted by the last kill, failed: %v", pending, err)})
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	pods, err := c.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
 	if err != nil {
-		return append(vs, violation{kindOpError, fmt.Sprintf("ListPodSandbox at teardown: %v", err)})
+		return append(vs, violation{kind: kindOpError, msg: fmt.Sprintf("ListPodSandbox at teardown: %v", err)})
 	}
 	for _, p := range pods.Items {
 		for _, o := range []op{{kind: opStopPod, podID: p.Id}, {kind: opRemovePod, podID: p.Id}} {
 			if err := o.do(ctx, c.rt); err != nil {
-				vs = append(vs, violation{kindOpError, fmt.Sprintf("%s at teardown = %v", o, err)})
+				vs = append(vs, violation{kind: kindOpError, msg: fmt.Sprintf("%s at teardown = %v", o, err)})
 			}
 		}
 	}
@@ -215,18 +215,18 @@ func (c *chaos) teardown(pending *op) []violation {
 	vs = append(vs, c.check(nil, "teardown")...)
 	n, err := c.observe()
 	if err != nil {
-		return append(vs, violation{kindObserve, err.Error()})
+		return append(vs, violation{kind: kindObserve, msg: err.Error()})
 	}
 	// Rows left creating or removing were reported by the check; a settled
 	// row left now means a removal said it succeeded and did not.
 	for _, id := range sortedKeys(n.sandboxes) {
 		if s := n.sandboxes[id]; settled(s.State) {
-			vs = append(vs, violation{kindRowStuck, fmt.Sprintf("pod %s (%s, %s) is left after every pod was removed", short(id), s.Name, s.State)})
+			vs = append(vs, violation{kind: kindRowStuck, msg: fmt.Sprintf("pod %s (%s, %s) is left after every pod was removed", short(id), s.Name, s.State)})
 		}
 	}
 	for _, id := range sortedKeys(n.containers) {
 		if ct := n.containers[id]; settled(ct.State) {
-			vs = append(vs, violation{kindRowStuck, fmt.Sprintf("container %s (%s, %s) is left after every pod was removed", short(id), ct.Name, ct.State)})
+			vs = append(vs, violation{kind: kindRowStuck, msg: fmt.Sprintf("container %s (%s, %s) is left after every pod was removed", short(id), ct.Name, ct.State)})
 		}
 	}
 	return vs

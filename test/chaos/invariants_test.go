@@ -12,8 +12,9 @@ import (
 // violation is one disagreement between crisp's sources of truth, or one
 // promise to a client broken by a crash.
 type violation struct {
-	kind string
-	msg  string
+	kind   string
+	msg    string
+	object string // the full id of the pod or container it is about, when one is
 }
 
 // Kinds of violation, one per pair of things that must agree.
@@ -61,7 +62,13 @@ func (n node) check(runDir, stateDir string, mine func(id string) bool) []violat
 type violations []violation
 
 func (vs *violations) add(kind, format string, args ...any) {
-	*vs = append(*vs, violation{kind, fmt.Sprintf(format, args...)})
+	*vs = append(*vs, violation{kind: kind, msg: fmt.Sprintf(format, args...)})
+}
+
+// addFor is add for a violation about one object, whose log lines the
+// report shows.
+func (vs *violations) addFor(object, kind, format string, args ...any) {
+	*vs = append(*vs, violation{kind: kind, msg: fmt.Sprintf(format, args...), object: object})
 }
 
 // infraOf maps infra container ids (a runsc pod's sandbox) to their pods.
@@ -170,7 +177,7 @@ func (n node) checkRuntimes(vs *violations) {
 		// made-up code.
 		if want := expectedExits(c.KubeName); c.State == "exited" && c.StartedAt != 0 && want != nil &&
 			(c.ExitCode == nil || !slices.Contains(want, *c.ExitCode)) {
-			vs.add(kindExitCode, "container %s (%s) exited with code %s; its command can only exit with %v", short(id), c.Name, fmtCode(c.ExitCode), want)
+			vs.addFor(id, kindExitCode, "container %s (%s) exited with code %s; its command can only exit with %v", short(id), c.Name, fmtCode(c.ExitCode), want)
 		}
 	}
 	infraOf := n.infraOf()
