@@ -6,7 +6,7 @@ BIN      := $(CURDIR)/bin
 TAGS     := containers_image_openpgp,exclude_graphdriver_btrfs
 LDFLAGS  := -X github.com/crisp-cri/crisp/cri.Version=$(shell git describe --always --dirty 2>/dev/null || echo dev)
 # Debian packages the daemon and its tests use.
-DEBS     := runc conmon runsc containernetworking-plugins iproute2 util-linux busybox-static skopeo
+DEBS     := runc conmon runsc containernetworking-plugins iproute2 util-linux busybox-static skopeo systemd
 # crictl, for the end-to-end tests and for operators.
 CRICTL_VERSION     := v1.37.0
 # kubelet, for the end-to-end test in test/kubelet: built from the Go module
@@ -29,7 +29,7 @@ FUZZ_TARGETS    := FuzzRunPodSandbox FuzzCreateContainer FuzzRequest
 FUZZTIME_TEST   ?= 10s
 FUZZTIME        ?= 5m
 
-.PHONY: all deps build tools kubelet run unit test lint generate bench chaos fuzz fuzz-short clean
+.PHONY: all deps build install tools kubelet run unit test lint generate bench chaos fuzz fuzz-short clean
 
 all: build
 
@@ -58,6 +58,12 @@ $(BIN)/crictl:
 kubelet:
 	GO=$(GO) test/kubelet/build-kubelet.sh $(KUBELET_VERSION) $(KUBELET)
 	@mkdir -p $(BIN) && ln -sfn $(KUBELET) $(BIN)/kubelet
+
+## install: crispd and crispctl into /usr/local/bin, the systemd unit into /etc/systemd/system (DESTDIR for packaging)
+install: build
+	install -D -m 0755 $(BIN)/crispd $(DESTDIR)/usr/local/bin/crispd
+	install -D -m 0755 $(BIN)/crispctl $(DESTDIR)/usr/local/bin/crispctl
+	install -D -m 0644 contrib/systemd/crisp.service $(DESTDIR)/etc/systemd/system/crisp.service
 
 ## run: install deps, build, and run crispd in the foreground with its defaults
 run: deps build

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
+
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -213,6 +215,7 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 	wg.Go(func() { errs <- adminServer.Serve(adminLis) })
 	log.Info("crispd serving", slog.String("socket", cfg.Socket), slog.String("admin_socket", cfg.AdminSocket),
 		slog.String("database", cfg.Database), slog.Bool("clean_start", clean))
+	notifySystemd(daemon.SdNotifyReady, log)
 
 	var serveErr error
 	select {
@@ -221,6 +224,7 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 	case serveErr = <-errs:
 		log.Error("a gRPC server stopped", slog.Any(logkey.Err, serveErr))
 	}
+	notifySystemd(daemon.SdNotifyStopping, log)
 	stopEvents()
 	gracefulStop(criServer, adminServer)
 	stopLoop()
