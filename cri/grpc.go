@@ -36,6 +36,10 @@ type GRPCConfig struct {
 	// MaxInFlight bounds the requests handled at once; 0 means
 	// DefaultMaxInFlight.
 	MaxInFlight int
+	// Unary and Stream, when set, wrap every call outside all the guards,
+	// so they see the status a client gets (crispd's metrics).
+	Unary  grpc.UnaryServerInterceptor
+	Stream grpc.StreamServerInterceptor
 }
 
 // NewGRPCServer returns a gRPC server with crisp's guards, outermost
@@ -49,10 +53,18 @@ func NewGRPCServer(c GRPCConfig) *grpc.Server {
 	}
 	lim := &inFlight{slots: make(chan struct{}, n), maxWaiting: int64(n)}
 	v := c.Validator
+	var outerUnary []grpc.UnaryServerInterceptor
+	var outerStream []grpc.StreamServerInterceptor
+	if c.Unary != nil {
+		outerUnary = append(outerUnary, c.Unary)
+	}
+	if c.Stream != nil {
+		outerStream = append(outerStream, c.Stream)
+	}
 	return grpc.NewServer(
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
-		grpc.ChainUnaryInterceptor(
+		grpc.ChainUnaryInterceptor(append(outerUnary,
 			UnaryInterceptor(c.Log),
 			func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
 				defer recoverPanic(c.Log, info.FullMethod, &err)
@@ -67,8 +79,8 @@ func NewGRPCServer(c GRPCConfig) *grpc.Server {
 					}
 				}
 				return h(ctx, req)
-			}),
-		grpc.ChainStreamInterceptor(
+			})...),
+		grpc.ChainStreamInterceptor(append(outerStream,
 			func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
 				defer func() { err = toStatus(err) }()
 				defer recoverPanic(c.Log, info.FullMethod, &err)
@@ -83,7 +95,7 @@ func NewGRPCServer(c GRPCConfig) *grpc.Server {
 					defer release()
 				}
 				return h(srv, &validatedStream{ServerStream: ss, v: v})
-			}),
+			})...),
 	)
 }
 

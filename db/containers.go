@@ -285,3 +285,19 @@ func (s *Store) WaitContainer(ctx context.Context, id string) (Container, error)
 		}
 	}
 }
+
+// ContainerCount is how many containers are in a state on a handler.
+type ContainerCount struct {
+	State   ContainerState `db:"state"`
+	Handler string         `db:"handler"`
+	N       int            `db:"n"`
+}
+
+// CountContainers counts containers by state and by their pod's handler.
+func (s *Store) CountContainers(ctx context.Context) ([]ContainerCount, error) {
+	var out []ContainerCount
+	if err := s.db.SelectContext(ctx, &out, s.q.CountContainersByStateAndHandler); err != nil {
+		return nil, fmt.Errorf("count containers: %w", err)
+	}
+	return out, nil
+}

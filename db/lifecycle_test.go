@@ -237,6 +237,13 @@ func TestEveryQueryRuns(t *testing.T) {
 		}},
 		{"MarkContainerStarted", func() error { return s.MarkContainerStarted(ctx, c.ID, Started{PID: 1}) }},
 		{"MarkContainerExited", func() error { return s.MarkContainerExited(ctx, c.ID, Exit{Code: 0}) }},
+		{"CountContainersByStateAndHandler", func() error {
+			counts, err := s.CountContainers(ctx)
+			if err == nil && (len(counts) != 1 || counts[0].State != ContainerExited || counts[0].Handler != sb.Handler || counts[0].N != 1) {
+				err = fmt.Errorf("CountContainers() = %+v, want 1 exited on %q", counts, sb.Handler)
+			}
+			return err
+		}},
 		{"DeleteContainer", func() error { return s.DeleteContainer(ctx, c.ID) }},
 		{"CountContainersInSandbox", func() error { return s.DeleteSandbox(ctx, sb.ID) }},
 		{"DeleteSandbox", func() error { return nil }}, // previous line

@@ -31,18 +31,19 @@ type statements struct {
 	MarkSandboxReady      string
 	DeleteSandbox         string
 
-	InsertContainer          string
-	GetContainer             string
-	ResolveContainerID       string
-	ListContainers           string
-	ListContainersByLabels   string
-	CountContainersInSandbox string
-	UpdateContainerState     string
-	MarkContainerCreated     string
-	SetContainerResources    string
-	MarkContainerStarted     string
-	MarkContainerExited      string
-	DeleteContainer          string
+	InsertContainer                  string
+	GetContainer                     string
+	ResolveContainerID               string
+	ListContainers                   string
+	ListContainersByLabels           string
+	CountContainersInSandbox         string
+	CountContainersByStateAndHandler string
+	UpdateContainerState             string
+	MarkContainerCreated             string
+	SetContainerResources            string
+	MarkContainerStarted             string
+	MarkContainerExited              string
+	DeleteContainer                  string
 
 	ReserveName string
 	GetName     string

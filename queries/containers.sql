@@ -69,3 +69,9 @@ WHERE id = :id AND state IN ('created', 'running', 'unknown');
 
 -- name: DeleteContainer :exec
 DELETE FROM containers WHERE id = ?;
+
+-- name: CountContainersByStateAndHandler :many
+-- Containers by state and by their pod's runtime handler, for metrics.
+SELECT c.state AS state, s.handler AS handler, count(*) AS n
+FROM containers c JOIN sandboxes s ON s.id = c.sandbox_id
+GROUP BY c.state, s.handler;

@@ -279,4 +279,7 @@ type Config struct {
 	// BootID identifies the machine's current boot; a pass that finds
 	// another one recorded knows the node rebooted. "" turns that off.
 	BootID string
+	// OnPass, when set, is told of every pass that applied actions (not
+	// dry runs), after it is recorded: crispd's metrics count them.
+	OnPass func(Report)
 }

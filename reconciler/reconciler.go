@@ -92,7 +92,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, trigger Trigger, dryRun bool
 		}
 	}
 	rep.Duration = r.now().Sub(rep.Started)
-	if err := r.record(ctx, rep); err != nil {
+	err = r.record(ctx, rep)
+	if r.cfg.OnPass != nil && !dryRun {
+		r.cfg.OnPass(rep)
+	}
+	if err != nil {
 		return rep, errors.Join(rep.Err, err)
 	}
 	return rep, rep.Err

@@ -23,6 +23,7 @@ import (
 
 	"github.com/crisp-cri/crisp/cmd/internal/config"
 	"github.com/crisp-cri/crisp/cmd/internal/logging"
+	"github.com/crisp-cri/crisp/cmd/internal/metrics"
 	"github.com/crisp-cri/crisp/cri"
 	"github.com/crisp-cri/crisp/cri/adminpb"
 	"github.com/crisp-cri/crisp/cri/ocispec"
@@ -135,8 +136,17 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 		infoHandlers = append(infoHandlers, &adminpb.RuntimeHandler{Name: name, Class: h.Class, Path: h.Path, Root: h.Root})
 		trustCfg.Handlers[name] = trust.Class(h.Class)
 	}
+	// Metrics exist even when not served: the interceptors stay cheap.
+	mets := metrics.New(store, log)
+	var metricsLis net.Listener
+	if cfg.MetricsAddress != "" {
+		if metricsLis, err = metrics.Listen(cfg.MetricsAddress); err != nil {
+			return err
+		}
+		defer metricsLis.Close()
+	}
 	rec := startReconciler(ctx, cfg, store, node.New(node.Config{Storage: images, Runtimes: runtimes, Network: netMgr,
-		Files: files, GraphRoot: cfg.Storage.GraphRoot, Log: log}), log)
+		Files: files, GraphRoot: cfg.Storage.GraphRoot, Log: log}), mets.ObservePass, log)
 
 	hostCaps, err := ocispec.CurrentCapabilities()
 	if err != nil {
@@ -147,7 +157,8 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 		return fmt.Errorf("list host devices: %w", err)
 	}
 	criServer := cri.NewGRPCServer(cri.GRPCConfig{Log: log.With(slog.String("service", "cri")),
-		Validator: validate.New(validate.DefaultLimits(), nil), MaxInFlight: cfg.MaxConcurrentRequests})
+		Validator: validate.New(validate.DefaultLimits(), nil), MaxInFlight: cfg.MaxConcurrentRequests,
+		Unary: mets.UnaryInterceptor(), Stream: mets.StreamInterceptor()})
 	mounts, err := host.ReadMounts()
 	if err != nil {
 		return err
@@ -174,7 +185,8 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 	runtimeapi.RegisterRuntimeServiceServer(criServer, crisvc)
 	runtimeapi.RegisterImageServiceServer(criServer, crisvc)
 
-	adminServer := cri.NewGRPCServer(cri.GRPCConfig{Log: log.With(slog.String("service", "admin"))})
+	adminServer := cri.NewGRPCServer(cri.GRPCConfig{Log: log.With(slog.String("service", "admin")),
+		Unary: mets.UnaryInterceptor(), Stream: mets.StreamInterceptor()})
 	info := &adminpb.InfoResponse{
 		Version: cri.Version, GoVersion: runtime.Version(), CriApiVersion: cri.CRIAPIVersion,
 		Paths: map[string]string{
@@ -213,6 +225,12 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 	errs := make(chan error, 2)
 	wg.Go(func() { errs <- criServer.Serve(criLis) })
 	wg.Go(func() { errs <- adminServer.Serve(adminLis) })
+	metricsCtx, stopMetrics := context.WithCancel(context.Background())
+	defer stopMetrics()
+	if metricsLis != nil {
+		wg.Go(func() { mets.Serve(metricsCtx, metricsLis, log.With(slog.String("service", "metrics"))) })
+		log.Info("metrics endpoint listening", slog.String("addr", metricsLis.Addr().String()))
+	}
 	log.Info("crispd serving", slog.String("socket", cfg.Socket), slog.String("admin_socket", cfg.AdminSocket),
 		slog.String("database", cfg.Database), slog.Bool("clean_start", clean))
 	notifySystemd(daemon.SdNotifyReady, log)
@@ -226,6 +244,7 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 	}
 	notifySystemd(daemon.SdNotifyStopping, log)
 	stopEvents()
+	stopMetrics()
 	gracefulStop(criServer, adminServer)
 	stopLoop()
 	wg.Wait()

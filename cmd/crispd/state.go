@@ -59,10 +59,11 @@ func openChecked(ctx context.Context, cfg config.Config, clean bool, log *slog.L
 // fails, or actions that fail, are logged and recorded, never fatal: the
 // periodic loop tries again, and a crispd that answers serves kubelet
 // better than one that does not start.
-func startReconciler(ctx context.Context, cfg config.Config, store *db.Store, n *node.Node, log *slog.Logger) *reconciler.Reconciler {
+func startReconciler(ctx context.Context, cfg config.Config, store *db.Store, n *node.Node, onPass func(reconciler.Report), log *slog.Logger) *reconciler.Reconciler {
 	rec := reconciler.New(store, n, n, n, reconciler.Config{
 		Interval: cfg.Reconciler.Interval.Duration, Grace: cfg.Reconciler.Grace.Duration,
 		ActionTimeout: cfg.Reconciler.ActionTimeout.Duration, BootID: bootID(cfg.Reconciler.BootIDFile),
+		OnPass: onPass,
 	}, log.With(slog.String("service", "reconciler")))
 	rep, err := rec.Reconcile(ctx, reconciler.TriggerStartup, false)
 	if err != nil {

@@ -39,6 +39,8 @@ type Config struct {
 	MaxConcurrentRequests int `toml:"max_concurrent_requests" help:"CRI requests handled at once; as many more wait, the rest get ResourceExhausted."`
 	EventsBuffer          int `toml:"events_buffer" help:"GetContainerEvents: how many events a stream may fall behind by before it ends with Aborted, so that its client (kubelet's evented PLEG) relists instead of missing one."`
 
+	MetricsAddress string `toml:"metrics_address" help:"Where the Prometheus endpoint (/metrics) listens: a loopback address such as 127.0.0.1:9464. Empty (the default) turns it off."`
+
 	StreamAddress string             `toml:"stream_address" help:"Where the exec/attach/port-forward streaming server listens: a loopback address (kubelet proxies to it); port 0 picks a free port."`
 	Conmon        string             `toml:"conmon" help:"conmon, the per-container monitor that outlives crispd."`
 	Trust         Trust              `toml:"trust" help:"Which runtime handler runs a pod: the trust policy (see README)."`
