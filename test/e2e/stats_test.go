@@ -197,12 +197,16 @@ func TestStatsRunsc(t *testing.T) {
 	pc := podConfig("stats-gv")
 	pc.Annotations = map[string]string{"io.kubernetes.cri.untrusted-workload": "true"}
 	pod, ctr := runPodWithContainer(t, d, image, pc, "")
-	execOut(t, d, ctr, "sh", "-c", "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done")
+	// A busy loop that outlives the exec, so the container has CPU to
+	// show while the test reads it: an exec'd process that already ended
+	// showed 0 ns in one CI run (the sentry's per-container figure may
+	// count live tasks only), and the container's own sleep uses too
+	// little to count.
+	execOut(t, d, ctr, "sh", "-c", "(i=0; while [ $i -lt 3000000 ]; do i=$((i+1)); done) >/dev/null 2>&1 &")
 
-	st := waitStats(ctx, t, d, ctr, "with a writable layer", func(s *runtimeapi.ContainerStats) bool { return s.WritableLayer != nil })
-	if st.Cpu.GetUsageCoreNanoSeconds().GetValue() == 0 || st.Memory.GetWorkingSetBytes().GetValue() == 0 {
-		t.Errorf("ContainerStats(runsc) = %v, want cpu and memory", st)
-	}
+	st := waitStats(ctx, t, d, ctr, "with a writable layer, cpu and memory", func(s *runtimeapi.ContainerStats) bool {
+		return s.WritableLayer != nil && s.Cpu.GetUsageCoreNanoSeconds().GetValue() > 0 && s.Memory.GetWorkingSetBytes().GetValue() > 0
+	})
 	before := st.WritableLayer.GetUsedBytes().GetValue()
 	execOut(t, d, ctr, "dd", "if=/dev/zero", "of=/written", "bs=1024", "count=2048")
 	waitStats(ctx, t, d, ctr, "with 2 MiB more in its writable layer", func(s *runtimeapi.ContainerStats) bool {
