@@ -129,9 +129,12 @@ func (s *Server) setUpContainer(ctx context.Context, row db.Container, sb db.San
 	}
 	t.done("infra-pid")
 	h := s.handler(sb.Handler)
-	if dropped := ocispec.DroppedResources(cfg.GetLinux().GetResources(), s.missing); len(dropped) > 0 {
-		log.Debug("resources dropped: the host lacks their cgroup controllers",
-			slog.Any("dropped", dropped), slog.Any("missing_controllers", s.missing))
+	// Converting the resources once more costs only when the log shows it.
+	if len(s.missing) > 0 && log.Enabled(ctx, slog.LevelDebug) {
+		if dropped := ocispec.DroppedResources(cfg.GetLinux().GetResources(), s.missing); len(dropped) > 0 {
+			log.Debug("resources dropped: the host lacks their cgroup controllers",
+				slog.Any("dropped", dropped), slog.Any("missing_controllers", s.missing))
+		}
 	}
 	spec, err := ocispec.ForContainer(ocispec.ContainerInput{
 		ID: row.ID, Name: row.Name, Config: cfg, Image: img.Config, ImageRef: row.ImageRef,
