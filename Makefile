@@ -6,7 +6,7 @@ BIN      := $(CURDIR)/bin
 TAGS     := containers_image_openpgp,exclude_graphdriver_btrfs
 LDFLAGS  := -X github.com/crisp-cri/crisp/cri.Version=$(shell git describe --always --dirty 2>/dev/null || echo dev)
 # Debian packages the daemon and its tests use.
-DEBS     := runc conmon runsc containernetworking-plugins iproute2 util-linux busybox-static skopeo systemd
+DEBS     := runc conmon runsc containernetworking-plugins iproute2 iptables util-linux busybox-static skopeo systemd
 # crictl, for the end-to-end tests and for operators.
 CRICTL_VERSION     := v1.37.0
 # kubelet, for the end-to-end test in test/kubelet: built from the Go module

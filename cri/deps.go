@@ -2,6 +2,7 @@ package cri
 
 import (
 	"context"
+	"net/netip"
 	"syscall"
 	"time"
 
@@ -49,6 +50,8 @@ type Network interface {
 	Teardown(ctx context.Context, a network.Attachment) error
 	// Status says why pods cannot be attached yet, nil when they can.
 	Status() error
+	// SetPodCIDRs gives the built-in bridge the node's pod CIDRs.
+	SetPodCIDRs(cidrs []netip.Prefix) error
 }
 
 // Runtime runs one handler's containers under their monitors:

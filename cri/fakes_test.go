@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -243,6 +244,7 @@ type fakeNetwork struct {
 	ips      map[string]string             // by pod id
 	next     int
 	status   error
+	cidrs    []netip.Prefix // from SetPodCIDRs
 }
 
 var _ Network = (*fakeNetwork)(nil)
@@ -301,6 +303,13 @@ func (n *fakeNetwork) Teardown(_ context.Context, a network.Attachment) error {
 
 func (n *fakeNetwork) Status() error {
 	return n.f.do("net.status", func() error { return n.status })
+}
+
+func (n *fakeNetwork) SetPodCIDRs(cidrs []netip.Prefix) error {
+	return n.f.do("net.set-pod-cidrs", func() error {
+		n.cidrs = cidrs
+		return nil
+	})
 }
 
 // fakePods stands for package pod: a pod dir under root with the files its

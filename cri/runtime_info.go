@@ -3,14 +3,20 @@ package cri
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
+	"net/netip"
 	"os"
 	"slices"
+	"strings"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crisp-cri/crisp/cri/ocispec"
+	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/runtimes/network"
 )
 
 // CRIAPIVersion is the CRI version crisp serves.
@@ -33,7 +39,9 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 	netCond := &runtimeapi.RuntimeCondition{Type: runtimeapi.NetworkReady, Status: true}
 	if s.net == nil {
 		netCond.Status, netCond.Reason, netCond.Message = false, "NoNetwork", "no CNI network configured"
-	} else if err := s.net.Status(); err != nil {
+	} else if err := s.net.Status(); errors.Is(err, network.ErrNoNetwork) {
+		netCond.Status, netCond.Reason, netCond.Message = false, "NoNetworkConfig", err.Error()
+	} else if err != nil {
 		netCond.Status, netCond.Reason, netCond.Message = false, "NetworkPluginNotReady", err.Error()
 	}
 	rtCond := &runtimeapi.RuntimeCondition{Type: runtimeapi.RuntimeReady, Status: true}
@@ -78,6 +86,43 @@ func (s *Server) RuntimeConfig(ctx context.Context, req *runtimeapi.RuntimeConfi
 	return &runtimeapi.RuntimeConfigResponse{
 		Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: runtimeapi.CgroupDriver_CGROUPFS},
 	}, nil
+}
+
+// UpdateRuntimeConfig takes the node's pod CIDR from kubelet, which sends
+// it at start and when it changes, for the built-in bridge. It is kept in
+// the database first, because kubelet does not send it again to a
+// restarted crispd.
+func (s *Server) UpdateRuntimeConfig(ctx context.Context, req *runtimeapi.UpdateRuntimeConfigRequest) (*runtimeapi.UpdateRuntimeConfigResponse, error) {
+	cidr := req.GetRuntimeConfig().GetNetworkConfig().GetPodCidr()
+	if cidr == "" {
+		return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
+	}
+	var subnets []netip.Prefix
+	for c := range strings.SplitSeq(cidr, ",") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(c))
+		if err != nil {
+			return nil, fmt.Errorf("update runtime config: pod_cidr %q: %w", c, ErrInvalid)
+		}
+		subnets = append(subnets, p)
+	}
+	if err := network.CheckSubnets(subnets); err != nil {
+		return nil, fmt.Errorf("update runtime config: pod_cidr %q: %v: %w", cidr, err, ErrInvalid)
+	}
+	saved, err := s.store.NodeValue(ctx, db.NodePodCIDR)
+	if err != nil {
+		return nil, err
+	}
+	if saved == cidr {
+		return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
+	}
+	if err := s.store.SetNodeValue(ctx, db.NodePodCIDR, cidr); err != nil {
+		return nil, err
+	}
+	if err := s.net.SetPodCIDRs(subnets); err != nil {
+		return nil, fmt.Errorf("update runtime config: pod_cidr %q: %w", cidr, err)
+	}
+	s.log.Info("node pod CIDR set", slog.String("pod_cidr", cidr), slog.String("was", saved))
+	return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
 }
 
 // criMountOptions are the CRI mount options crisp passes on (see

@@ -3,13 +3,18 @@ package cri
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/runtimes/network"
 	"github.com/crisp-cri/crisp/runtimes/oci"
 )
 
@@ -28,6 +33,8 @@ func TestStatusConditions(t *testing.T) {
 		{name: "network not ready", change: func(n *testNode) { n.net.status = errors.New("no conflist") },
 			runtimeReady: true, networkReason: "NetworkPluginNotReady"},
 		{name: "no network", change: func(n *testNode) { n.srv.net = nil }, runtimeReady: true, networkReason: "NoNetwork"},
+		{name: "no network config yet", change: func(n *testNode) { n.net.status = fmt.Errorf("/etc/cni/net.d is empty: %w", network.ErrNoNetwork) },
+			runtimeReady: true, networkReason: "NoNetworkConfig"},
 		{name: "runtime binary missing", change: func(n *testNode) { n.runc.h.Path = "/nonexistent/runc" },
 			networkReady: true, runtimeReason: "RuntimeMissing"},
 		{name: "no default handler", change: func(n *testNode) { n.srv.trust.TrustedHandler = "kata" },
@@ -129,5 +136,59 @@ func TestCreateContainerRefusesWhatTheHandlerCannot(t *testing.T) {
 	resp, err := n.srv.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{PodSandboxId: gv}})
 	if err != nil || len(resp.Containers) != 0 {
 		t.Errorf("containers in the runsc pod after refusals = %v, %v; want none", resp.GetContainers(), err)
+	}
+}
+
+// Until the network has a config, pods are refused before anything is
+// made; host-network pods need none.
+func TestRunPodSandboxWaitsForNetworkConfig(t *testing.T) {
+	n := newTestNode(t)
+	empty := n.state(t)
+	n.net.status = fmt.Errorf("/etc/cni/net.d is empty: %w", network.ErrNoNetwork)
+	cfg := n.podConfig("web")
+	_, err := n.srv.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: cfg})
+	if codeOfErr(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "/etc/cni/net.d is empty") {
+		t.Fatalf("RunPodSandbox() without a network config = %v, want FailedPrecondition naming the directory", err)
+	}
+	n.assertState(t, empty, "after a pod refused for want of a network")
+	n.runPod(t, n.podConfig("host", withHostNetwork), "")
+	n.net.status = nil
+	n.runPod(t, cfg, "")
+}
+
+func TestUpdateRuntimeConfig(t *testing.T) {
+	n := newTestNode(t)
+	ctx := context.Background()
+	update := func(cidr string) error {
+		_, err := n.srv.UpdateRuntimeConfig(ctx, &runtimeapi.UpdateRuntimeConfigRequest{
+			RuntimeConfig: &runtimeapi.RuntimeConfig{NetworkConfig: &runtimeapi.NetworkConfig{PodCidr: cidr}}})
+		return err
+	}
+	if err := update("10.244.1.0/24, fd00:1::/64"); err != nil {
+		t.Fatalf("UpdateRuntimeConfig() = %v", err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("fd00:1::/64")}
+	if !slices.Equal(n.net.cidrs, want) {
+		t.Errorf("network got pod CIDRs %v, want %v", n.net.cidrs, want)
+	}
+	if v, err := n.store.NodeValue(ctx, db.NodePodCIDR); err != nil || v != "10.244.1.0/24, fd00:1::/64" {
+		t.Errorf("kept pod CIDR = %q, %v", v, err)
+	}
+	// The same CIDR again (kubelet's periodic call) changes nothing.
+	calls := n.f.count("net.set-pod-cidrs")
+	if err := update("10.244.1.0/24, fd00:1::/64"); err != nil || n.f.count("net.set-pod-cidrs") != calls {
+		t.Errorf("repeated UpdateRuntimeConfig() = %v, %d network calls; want nil, none", err, n.f.count("net.set-pod-cidrs")-calls)
+	}
+	for _, bad := range []string{"10.0.0.0/33", "10.0.0.1/24", "10.0.0.0/24,10.1.0.0/24", "10.0.0.0/31", "x"} {
+		if err := update(bad); codeOfErr(err) != codes.InvalidArgument {
+			t.Errorf("UpdateRuntimeConfig(%q) = %v, want InvalidArgument", bad, err)
+		}
+	}
+	if v, _ := n.store.NodeValue(ctx, db.NodePodCIDR); v != "10.244.1.0/24, fd00:1::/64" || !slices.Equal(n.net.cidrs, want) {
+		t.Errorf("after refused updates: kept %q, network %v; want both unchanged", v, n.net.cidrs)
+	}
+	// An empty CIDR is kubelet saying nothing: the last one stays.
+	if err := update(""); err != nil {
+		t.Errorf("UpdateRuntimeConfig(\"\") = %v", err)
 	}
 }

@@ -38,6 +38,12 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	if err := checkPodNetwork(cfg, decision.Handler, s.handlers[decision.Handler].Runtime); err != nil {
 		return nil, err
 	}
+	// Refused before anything is made: kubelet retries once NetworkReady.
+	if !hostNetwork(cfg) {
+		if err := s.net.Status(); errors.Is(err, network.ErrNoNetwork) {
+			return nil, fmt.Errorf("run pod sandbox %s/%s: %w: %w", m.Namespace, m.Name, err, ErrPrecondition)
+		}
+	}
 	blob, hash, err := configHash(cfg, decision.Handler)
 	if err != nil {
 		return nil, err

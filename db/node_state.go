@@ -12,6 +12,9 @@ import (
 const (
 	// NodeBootID is the boot id of the last reconciler pass.
 	NodeBootID = "boot_id"
+	// NodePodCIDR is the node's pod CIDR as kubelet last sent it
+	// (UpdateRuntimeConfig), comma-separated.
+	NodePodCIDR = "pod_cidr"
 )
 
 // NodeValue returns the value stored under key, "" when there is none.

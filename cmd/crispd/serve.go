@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -29,6 +30,7 @@ import (
 	"github.com/crisp-cri/crisp/cri/ocispec"
 	"github.com/crisp-cri/crisp/cri/stream"
 	"github.com/crisp-cri/crisp/cri/validate"
+	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/reconciler/node"
 	"github.com/crisp-cri/crisp/runtimes/cgstats"
 	"github.com/crisp-cri/crisp/runtimes/host"
@@ -104,7 +106,7 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 		}
 	}()
 
-	netMgr, err := openNetwork(cfg, files, log)
+	netMgr, err := openNetwork(ctx, cfg, store, files, log)
 	if err != nil {
 		return err
 	}
@@ -264,27 +266,58 @@ func hasCap(caps []string, name string) bool {
 	return false
 }
 
-// openNetwork sets up CNI with the configured conflist, or crisp's own.
-func openNetwork(cfg config.Config, files layout.Layout, log *slog.Logger) (*network.Manager, error) {
+// openNetwork sets up CNI: the config directory's network, else the
+// built-in bridge on the pod CIDR kubelet last sent (or the configured
+// subnet), and watches the directory until ctx is done.
+func openNetwork(ctx context.Context, cfg config.Config, store *db.Store, files layout.Layout, log *slog.Logger) (*network.Manager, error) {
 	nc := network.Config{
 		PluginDirs: cfg.Network.PluginDirs,
-		IPAMDir:    filepath.Join(cfg.StateDir, "cni", "ipam"),
+		ConfDir:    cfg.Network.ConfDir,
 		CacheDir:   filepath.Join(cfg.StateDir, "cni", "cache"),
 		NetNSDir:   files.NetNS(),
 	}
-	if cfg.Network.ConfList != "" {
-		b, err := os.ReadFile(cfg.Network.ConfList)
+	ipamDir := filepath.Join(cfg.StateDir, "cni", "ipam")
+	if cfg.Network.Fallback == config.FallbackBridge {
+		subnets, err := podCIDRs(ctx, cfg, store)
 		if err != nil {
-			return nil, fmt.Errorf("network conflist: %w", err)
+			return nil, err
 		}
-		nc.ConfList = b
+		nc.Fallback = &network.Bridge{Name: cfg.Network.Bridge.Name, Subnets: subnets,
+			Egress: network.Egress(cfg.Network.Bridge.Egress), IPAMDir: ipamDir}
 	}
-	for _, d := range []string{nc.IPAMDir, nc.CacheDir, nc.NetNSDir} {
+	for _, d := range []string{ipamDir, nc.CacheDir, nc.NetNSDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	return network.New(nc, log)
+	m, err := network.New(nc, log)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		if err := m.Watch(ctx); err != nil {
+			log.Error("cannot watch the cni config directory: a config written there later is not seen until crispd restarts",
+				slog.String("dir", nc.ConfDir), slog.Any(logkey.Err, err))
+		}
+	}()
+	return m, nil
+}
+
+// podCIDRs are the built-in bridge's subnets: the node's pod CIDR that
+// kubelet last sent, which it does not send again to a restarted crispd,
+// else the configured subnet.
+func podCIDRs(ctx context.Context, cfg config.Config, store *db.Store) ([]netip.Prefix, error) {
+	saved, err := store.NodeValue(ctx, db.NodePodCIDR)
+	if err != nil {
+		return nil, err
+	}
+	if saved != "" {
+		if subnets, err := config.ParseCIDRs(saved); err == nil && network.CheckSubnets(subnets) == nil {
+			return subnets, nil
+		}
+		return nil, fmt.Errorf("the pod CIDR kept in the database (%q) is not usable; UpdateRuntimeConfig checks what it stores", saved)
+	}
+	return cfg.Network.Bridge.Subnets()
 }
 
 // gracefulStop lets in-flight RPCs finish, up to shutdownTimeout.

@@ -28,7 +28,14 @@ func recordNode(t *testing.T) (n *Node, netnsDir, ipamDir string) {
 	netnsDir, data := filepath.Join(dir, "netns"), filepath.Join(dir, "ipam")
 	conf := `{"cniVersion":"1.0.0","name":"t","plugins":[{"type":"bridge","ipam":{"type":"host-local","dataDir":"` + data +
 		`","ranges":[[{"subnet":"10.9.0.0/24"}]]}}]}`
-	nm, err := network.New(network.Config{PluginDirs: []string{dir}, ConfList: []byte(conf),
+	confDir := filepath.Join(dir, "net.d")
+	if err := os.MkdirAll(confDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(confDir, "t.conflist"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nm, err := network.New(network.Config{PluginDirs: []string{dir}, ConfDir: confDir,
 		CacheDir: filepath.Join(dir, "cache"), NetNSDir: netnsDir}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -55,15 +55,16 @@ type PortMapping struct {
 	HostIP        string `json:"hostIP,omitempty"` // empty: every host address
 }
 
-// Setup attaches the pod to the network: CNI ADD of the conflist with
-// CNI_ARGS IgnoreUnknown=1, K8S_POD_NAMESPACE, K8S_POD_NAME,
+// Setup attaches the pod to the current network: CNI ADD of its conflist
+// with CNI_ARGS IgnoreUnknown=1, K8S_POD_NAMESPACE, K8S_POD_NAME,
 // K8S_POD_INFRA_CONTAINER_ID and K8S_POD_UID, and the portMappings
 // capability. It returns the pod's IPs, IPv4 first. If ADD fails, Setup runs
 // DEL (on a fresh context when ctx is done) so that no address, veth or
 // port mapping is left, and returns the ADD error joined with any DEL
-// error. A pod still attached (its ADD is in libcni's cache) is refused with
-// an error wrapping ErrAlreadyAttached, and nothing is run. Safe for
-// concurrent use on different pods.
+// error. A pod still attached (its ADD is in libcni's cache, on any
+// network) is refused with an error wrapping ErrAlreadyAttached, and
+// without a network with one wrapping ErrNoNetwork; nothing is run then.
+// Safe for concurrent use on different pods.
 func (m *Manager) Setup(ctx context.Context, a Attachment) (ips []string, retErr error) {
 	if a.NetNS == "" {
 		return nil, fmt.Errorf("cni add %s: no netns path", a.PodID)
@@ -72,14 +73,19 @@ func (m *Manager) Setup(ctx context.Context, a Attachment) (ips []string, retErr
 	if err != nil {
 		return nil, fmt.Errorf("cni add %s: %w", a.PodID, err)
 	}
+	n := m.cur.Load()
+	if n == nil {
+		return nil, fmt.Errorf("cni add %s: %w", a.PodID, m.noNetwork())
+	}
 	// A second ADD would fail, and its undo would tear down the first.
-	prev, err := m.cni.GetNetworkListCachedResult(m.list, rt)
+	prev, err := m.attachments(a.PodID)
 	if err != nil {
 		return nil, fmt.Errorf("cni add %s: read cache (Teardown clears it): %w", a.PodID, err)
 	}
-	if prev != nil {
-		return nil, fmt.Errorf("cni add %s: %w", a.PodID, ErrAlreadyAttached)
+	if len(prev) > 0 {
+		return nil, fmt.Errorf("cni add %s: on network %q: %w", a.PodID, prev[0].list.Name, ErrAlreadyAttached)
 	}
+	log := m.log.With(slog.String(logkey.Pod, a.PodID), slog.String("network", n.list.Name))
 	start := time.Now()
 	defer func() {
 		if retErr == nil {
@@ -87,31 +93,60 @@ func (m *Manager) Setup(ctx context.Context, a Attachment) (ips []string, retErr
 		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
-		if err := m.cni.DelNetworkList(cctx, m.list, rt); err != nil {
+		if err := m.cni.DelNetworkList(cctx, n.list, rt); err != nil {
 			retErr = errors.Join(retErr, fmt.Errorf("undo cni add %s: %w", a.PodID, err))
 		}
 	}()
-	res, err := m.cni.AddNetworkList(ctx, m.list, rt)
+	res, err := m.cni.AddNetworkList(ctx, n.list, rt)
 	if err != nil {
-		return nil, fmt.Errorf("cni add %s: %w", a.PodID, err)
+		return nil, fmt.Errorf("cni add %s to network %q: %w", a.PodID, n.list.Name, err)
 	}
 	ips, err = resultIPs(res)
 	if err != nil {
 		return nil, fmt.Errorf("cni add %s: %w", a.PodID, err)
 	}
-	m.log.Info("pod network attached", slog.String(logkey.Pod, a.PodID),
-		slog.Any("ips", ips), slog.Duration(logkey.Took, time.Since(start)))
+	log.Info("pod network attached", slog.Any("ips", ips), slog.Duration(logkey.Took, time.Since(start)))
 	return ips, nil
+}
+
+// attachment is a pod's ADD as libcni cached it: the conflist it ran and
+// the capability arguments (port mappings) it was given.
+type attachment struct {
+	list *libcni.NetworkConfigList
+	caps map[string]any
+}
+
+// attachments returns the pod's cached ADDs of its interface, whatever
+// the network. A cache entry that does not parse is an error, since DEL
+// could not run what it names.
+func (m *Manager) attachments(podID string) ([]attachment, error) {
+	cached, err := m.cni.GetCachedAttachments(podID)
+	if err != nil {
+		return nil, err
+	}
+	var out []attachment
+	for _, c := range cached {
+		if c.IfName != podIfName {
+			continue
+		}
+		list, err := parseConfList(c.Config)
+		if err != nil {
+			return nil, fmt.Errorf("cached attachment to network %q: %w", c.Network, err)
+		}
+		out = append(out, attachment{list: list, caps: c.CapabilityArgs})
+	}
+	return out, nil
 }
 
 // Teardown detaches the pod: CNI DEL, which releases the address, removes
 // the veth and the port mappings. It works when the netns is already gone
 // (after RemoveNetNS or a reboot) and when the pod was never attached, so it
-// is idempotent. When libcni's cache holds the pod's ADD, DEL uses the
-// conflist and port mappings recorded there, so a changed config or a
-// caller that no longer knows the mappings (portmap's DEL does nothing
-// without them) still removes everything. Safe for concurrent use on
-// different pods.
+// is idempotent. When libcni's cache holds the pod's ADD, DEL runs the
+// conflist and port mappings recorded there, on the network the pod was
+// attached to, so a changed config directory or a caller that no longer
+// knows the mappings (portmap's DEL does nothing without them) still
+// removes everything; without a cache entry it runs the current network's.
+// Safe for concurrent use on different pods.
 func (m *Manager) Teardown(ctx context.Context, a Attachment) error {
 	// A pin that no longer holds a namespace (unmounted by a reboot or by
 	// hand) is refused by the plugins ("unknown FS magic"), on every try:
@@ -124,34 +159,40 @@ func (m *Manager) Teardown(ctx context.Context, a Attachment) error {
 	if err != nil {
 		return fmt.Errorf("cni del %s: %w", a.PodID, err)
 	}
-	list := m.list
-	cachedConf, cachedRT, err := m.cni.GetNetworkListCachedConfig(m.list, rt)
+	atts, err := m.attachments(a.PodID)
 	if err != nil {
 		m.log.Warn("cni cache unreadable, deleting with the current config",
 			slog.String(logkey.Pod, a.PodID), slog.Any(logkey.Err, err))
 	}
-	if len(cachedConf) > 0 {
-		if l, err := parseConfList(cachedConf); err == nil && l.Name == m.list.Name {
-			list = l
+	if len(atts) == 0 {
+		n := m.cur.Load()
+		if n == nil {
+			return nil // no record of an ADD, and no network it could have been on
 		}
-	}
-	if cachedRT != nil && len(a.PortMappings) == 0 {
-		rt.CapabilityArgs = cachedRT.CapabilityArgs
+		atts = []attachment{{list: n.list}}
 	}
 	start := time.Now()
-	if err := m.cni.DelNetworkList(ctx, list, rt); err != nil {
-		return fmt.Errorf("cni del %s: %w", a.PodID, err)
+	for _, att := range atts {
+		rt := *rt
+		if att.caps != nil && len(a.PortMappings) == 0 {
+			rt.CapabilityArgs = att.caps
+		}
+		if err := m.cni.DelNetworkList(ctx, att.list, &rt); err != nil {
+			return fmt.Errorf("cni del %s from network %q: %w", a.PodID, att.list.Name, err)
+		}
+		m.log.Info("pod network detached", slog.String(logkey.Pod, a.PodID), slog.String("network", att.list.Name),
+			slog.Duration(logkey.Took, time.Since(start)))
 	}
-	m.log.Info("pod network detached", slog.String(logkey.Pod, a.PodID), slog.Duration(logkey.Took, time.Since(start)))
 	return nil
 }
 
-// Check runs CNI CHECK for the pod: each plugin verifies that what its ADD
-// made is still in place (the interface and its address in the netns, the
-// bridge, the port mappings). It returns the first plugin's complaint, or an
-// error wrapping ErrNotAttached when libcni's cache holds no ADD for the
-// pod (never set up, or torn down). Port mappings come from the cache when a
-// has none. Safe for concurrent use on different pods.
+// Check runs CNI CHECK for the pod on the network it was attached to: each
+// plugin verifies that what its ADD made is still in place (the interface
+// and its address in the netns, the bridge, the port mappings). It returns
+// the first plugin's complaint, or an error wrapping ErrNotAttached when
+// libcni's cache holds no ADD for the pod (never set up, or torn down).
+// Port mappings come from the cache when a has none. Safe for concurrent
+// use on different pods.
 func (m *Manager) Check(ctx context.Context, a Attachment) error {
 	if a.NetNS == "" {
 		return fmt.Errorf("cni check %s: no netns path", a.PodID)
@@ -160,20 +201,21 @@ func (m *Manager) Check(ctx context.Context, a Attachment) error {
 	if err != nil {
 		return fmt.Errorf("cni check %s: %w", a.PodID, err)
 	}
-	cached, err := m.cni.GetNetworkListCachedResult(m.list, rt)
+	atts, err := m.attachments(a.PodID)
 	if err != nil {
 		return fmt.Errorf("cni check %s: %w", a.PodID, err)
 	}
-	if cached == nil {
+	if len(atts) == 0 {
 		return fmt.Errorf("cni check %s: %w", a.PodID, ErrNotAttached)
 	}
-	if len(a.PortMappings) == 0 {
-		if _, cachedRT, err := m.cni.GetNetworkListCachedConfig(m.list, rt); err == nil && cachedRT != nil {
-			rt.CapabilityArgs = cachedRT.CapabilityArgs
+	for _, att := range atts {
+		rt := *rt
+		if att.caps != nil && len(a.PortMappings) == 0 {
+			rt.CapabilityArgs = att.caps
 		}
-	}
-	if err := m.cni.CheckNetworkList(ctx, m.list, rt); err != nil {
-		return fmt.Errorf("cni check %s: %w", a.PodID, err)
+		if err := m.cni.CheckNetworkList(ctx, att.list, &rt); err != nil {
+			return fmt.Errorf("cni check %s on network %q: %w", a.PodID, att.list.Name, err)
+		}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,48 +14,111 @@ import (
 
 // These tests need neither root nor plugins.
 
-func TestDefaultConfList(t *testing.T) {
+func TestBridgeConfList(t *testing.T) {
 	dir := `/run/cr"isp\dir/cni/ipam` // must survive JSON quoting
-	list, err := parseConfList(DefaultConfList(dir))
-	if err != nil {
-		t.Fatalf("parse DefaultConfList() error = %v", err)
-	}
-	if list.Name != "crisp" || list.CNIVersion != "1.0.0" {
-		t.Errorf("DefaultConfList() name, version = %q, %q; want crisp, 1.0.0", list.Name, list.CNIVersion)
-	}
-	if got, want := pluginTypes(list), []string{"bridge", "host-local", "portmap"}; !slices.Equal(got, want) {
-		t.Errorf("pluginTypes(default) = %v, want %v", got, want)
-	}
-	dirs, warnings := hostLocalDirs(list)
-	if want := []string{filepath.Join(dir, "crisp")}; !slices.Equal(dirs, want) || len(warnings) != 0 {
-		t.Errorf("hostLocalDirs(default) = %v, %v; want %v, none", dirs, warnings, want)
-	}
-	var br struct {
+	type parsed struct {
 		Bridge      string `json:"bridge"`
 		IsGateway   bool   `json:"isGateway"`
 		IPMasq      bool   `json:"ipMasq"`
 		HairpinMode bool   `json:"hairpinMode"`
 		IPAM        struct {
-			Ranges [][]struct{ Subnet, Gateway string } `json:"ranges"`
-			Routes []struct{ Dst string }               `json:"routes"`
+			Ranges  [][]struct{ Subnet, Gateway string } `json:"ranges"`
+			Routes  []struct{ Dst string }               `json:"routes"`
+			DataDir string                               `json:"dataDir"`
 		} `json:"ipam"`
 	}
-	if err := json.Unmarshal(list.Plugins[0].Bytes, &br); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name   string
+		b      Bridge
+		masq   bool
+		ranges []string // subnet=gateway
+		routes []string
+	}{
+		{"default", Bridge{Name: "crisp0", Subnets: []netip.Prefix{DefaultSubnet}, Egress: EgressMasquerade, IPAMDir: dir},
+			true, []string{"10.213.0.0/16=10.213.0.1"}, []string{"0.0.0.0/0"}},
+		{"dual stack, routed, v6 given first", Bridge{Name: "br1", Egress: EgressRouted, IPAMDir: dir,
+			Subnets: []netip.Prefix{netip.MustParsePrefix("fd00:10::/64"), netip.MustParsePrefix("10.1.2.0/24")}},
+			false, []string{"10.1.2.0/24=10.1.2.1", "fd00:10::/64=fd00:10::1"}, []string{"0.0.0.0/0", "::/0"}},
+		{"no egress", Bridge{Name: "br2", Egress: EgressNone, IPAMDir: dir, Subnets: []netip.Prefix{netip.MustParsePrefix("10.9.0.0/30")}},
+			false, []string{"10.9.0.0/30=10.9.0.1"}, nil},
 	}
-	if br.Bridge != "crisp0" || !br.IsGateway || !br.IPMasq || !br.HairpinMode ||
-		len(br.IPAM.Ranges) != 1 || br.IPAM.Ranges[0][0].Subnet != "10.213.0.0/16" ||
-		br.IPAM.Ranges[0][0].Gateway != "10.213.0.1" || len(br.IPAM.Routes) != 1 || br.IPAM.Routes[0].Dst != "0.0.0.0/0" {
-		t.Errorf("default bridge plugin = %+v", br)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.b.check(); err != nil {
+				t.Fatalf("check() = %v", err)
+			}
+			list, err := parseConfList(tt.b.ConfList())
+			if err != nil {
+				t.Fatalf("parse ConfList() error = %v", err)
+			}
+			if list.Name != BuiltInName || list.CNIVersion != "1.0.0" {
+				t.Errorf("name, version = %q, %q; want crisp, 1.0.0", list.Name, list.CNIVersion)
+			}
+			if got, want := pluginTypes(list), []string{"bridge", "host-local", "portmap"}; !slices.Equal(got, want) {
+				t.Errorf("pluginTypes = %v, want %v", got, want)
+			}
+			dirs, warnings := hostLocalDirs(list)
+			if want := []string{filepath.Join(dir, "crisp")}; !slices.Equal(dirs, want) || len(warnings) != 0 {
+				t.Errorf("hostLocalDirs = %v, %v; want %v, none", dirs, warnings, want)
+			}
+			var br parsed
+			if err := json.Unmarshal(list.Plugins[0].Bytes, &br); err != nil {
+				t.Fatal(err)
+			}
+			var ranges, routes []string
+			for _, r := range br.IPAM.Ranges {
+				ranges = append(ranges, r[0].Subnet+"="+r[0].Gateway)
+			}
+			for _, r := range br.IPAM.Routes {
+				routes = append(routes, r.Dst)
+			}
+			if br.Bridge != tt.b.Name || !br.IsGateway || br.IPMasq != tt.masq || !br.HairpinMode || br.IPAM.DataDir != dir ||
+				!slices.Equal(ranges, tt.ranges) || !slices.Equal(routes, tt.routes) {
+				t.Errorf("bridge plugin = %+v; want bridge %s, gateway, masquerade %v, hairpin, ranges %v, routes %v",
+					br, tt.b.Name, tt.masq, tt.ranges, tt.routes)
+			}
+			if !list.Plugins[1].Network.Capabilities["portMappings"] {
+				t.Errorf("portmap capabilities = %v, want portMappings", list.Plugins[1].Network.Capabilities)
+			}
+		})
 	}
-	if !list.Plugins[1].Network.Capabilities["portMappings"] {
-		t.Errorf("default portmap capabilities = %v, want portMappings", list.Plugins[1].Network.Capabilities)
+}
+
+func TestCheckSubnets(t *testing.T) {
+	for _, tt := range []struct {
+		cidrs []string
+		want  string // "" = accepted
+	}{
+		{[]string{"10.0.0.0/24"}, ""},
+		{[]string{"10.0.0.0/24", "fd00::/64"}, ""},
+		{nil, "no subnet"},
+		{[]string{"10.0.0.1/24"}, "host bits"},
+		{[]string{"10.0.0.0/31"}, "no room"},
+		{[]string{"fd00::/127"}, "no room"},
+		{[]string{"10.0.0.0/24", "10.1.0.0/24"}, "more than one"},
+	} {
+		var ps []netip.Prefix
+		for _, c := range tt.cidrs {
+			ps = append(ps, netip.MustParsePrefix(c))
+		}
+		err := CheckSubnets(ps)
+		if (tt.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("CheckSubnets(%v) = %v, want %q", tt.cidrs, err, tt.want)
+		}
 	}
 }
 
 func TestNewRejects(t *testing.T) {
 	dir := t.TempDir()
-	good := Config{ConfList: testConfList(testIPAM(testSubnet, dir)), CacheDir: dir + "/c", NetNSDir: dir + "/n"}
+	bridge := Bridge{Name: "crisp0", Subnets: []netip.Prefix{DefaultSubnet}, Egress: EgressMasquerade, IPAMDir: dir}
+	good := Config{ConfDir: dir + "/net.d", Fallback: &bridge, CacheDir: dir + "/c", NetNSDir: dir + "/n"}
+	withBridge := func(edit func(*Bridge)) func(*Config) {
+		return func(c *Config) {
+			b := bridge
+			edit(&b)
+			c.Fallback = &b
+		}
+	}
 	tests := []struct {
 		name string
 		edit func(*Config)
@@ -62,9 +126,12 @@ func TestNewRejects(t *testing.T) {
 		{"relative cache dir", func(c *Config) { c.CacheDir = "cache" }},
 		{"no netns dir", func(c *Config) { c.NetNSDir = "" }},
 		{"relative plugin dir", func(c *Config) { c.PluginDirs = []string{"/usr/lib/cni", "cni"} }},
-		{"default conflist without IPAMDir", func(c *Config) { c.ConfList = nil }},
-		{"not JSON", func(c *Config) { c.ConfList = []byte("{") }},
-		{"no plugins", func(c *Config) { c.ConfList = []byte(`{"cniVersion": "1.0.0", "name": "x"}`) }},
+		{"relative conf dir", func(c *Config) { c.ConfDir = "net.d" }},
+		{"bridge without IPAM dir", withBridge(func(b *Bridge) { b.IPAMDir = "" })},
+		{"bridge name too long", withBridge(func(b *Bridge) { b.Name = "crisp0123456789ab" })},
+		{"bridge name with a slash", withBridge(func(b *Bridge) { b.Name = "a/b" })},
+		{"unknown egress", withBridge(func(b *Bridge) { b.Egress = "nat" })},
+		{"two IPv4 subnets", withBridge(func(b *Bridge) { b.Subnets = append(b.Subnets, netip.MustParsePrefix("10.1.0.0/16")) })},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -75,12 +142,15 @@ func TestNewRejects(t *testing.T) {
 			}
 		})
 	}
-	if _, err := New(good, nil); err != nil {
-		t.Errorf("New(good) error = %v", err)
+	m, err := New(good, nil)
+	if err != nil {
+		t.Fatalf("New(good) error = %v", err)
 	}
-	good.ConfList, good.IPAMDir = nil, dir+"/ipam"
-	if _, err := New(good, nil); err != nil {
-		t.Errorf("New(default conflist) error = %v", err)
+	if fi, err := os.Stat(good.ConfDir); err != nil || !fi.IsDir() {
+		t.Errorf("New() did not create the config directory: %v", err)
+	}
+	if m.Name() != BuiltInName || m.Source() != "built-in" {
+		t.Errorf("network of an empty config directory = %q from %q, want the built-in bridge", m.Name(), m.Source())
 	}
 }
 
@@ -93,7 +163,7 @@ func TestStatus(t *testing.T) {
 	}
 	dir := t.TempDir()
 	newM := func(conf []byte) *Manager {
-		m, err := New(Config{ConfList: conf, PluginDirs: []string{plugins}, CacheDir: dir, NetNSDir: dir}, nil)
+		m, err := New(Config{ConfDir: confDir(t, conf), PluginDirs: []string{plugins}, CacheDir: dir, NetNSDir: dir}, nil)
 		if err != nil {
 			t.Fatalf("New() error = %v", err)
 		}
@@ -123,12 +193,13 @@ func TestStatusInstalled(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	m, err := New(Config{IPAMDir: dir, CacheDir: dir, NetNSDir: dir}, nil)
+	m, err := New(Config{Fallback: &Bridge{Name: "crisp0", Subnets: []netip.Prefix{DefaultSubnet}, Egress: EgressMasquerade, IPAMDir: dir},
+		CacheDir: dir, NetNSDir: dir}, nil)
 	if err != nil {
 		t.Fatalf("New() error = %v", err)
 	}
 	if err := m.Status(); err != nil {
-		t.Errorf("Status() of the default conflist = %v, want nil", err)
+		t.Errorf("Status() of the built-in bridge = %v, want nil", err)
 	}
 }
 
@@ -160,7 +231,7 @@ func TestAllocationsFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m, err := New(Config{ConfList: testConfList(testIPAM(testSubnet, dataDir)), CacheDir: dataDir, NetNSDir: dataDir}, nil)
+	m, err := New(Config{ConfDir: confDir(t, testConfList(testIPAM(testSubnet, dataDir))), CacheDir: dataDir, NetNSDir: dataDir}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

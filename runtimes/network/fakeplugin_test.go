@@ -88,7 +88,7 @@ func fakeManager(t *testing.T, captureDir, cacheDir, failOn string) *Manager {
 	}
 	conf := fmt.Appendf(nil, `{"cniVersion": "1.0.0", "name": %q, "plugins": [{"type": %q,
 	  "captureDir": %q, "failOn": %q, "capabilities": {"portMappings": true}}]}`, testNet, fakePlugin, captureDir, failOn)
-	m, err := New(Config{ConfList: conf, PluginDirs: []string{plugins}, CacheDir: cacheDir, NetNSDir: t.TempDir()}, testLogger(t))
+	m, err := New(Config{ConfDir: confDir(t, conf), PluginDirs: []string{plugins}, CacheDir: cacheDir, NetNSDir: t.TempDir()}, testLogger(t))
 	if err != nil {
 		t.Fatalf("New() error = %v", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,16 @@ func testConfList(ipam string, extra ...string) []byte {
 		testNet, strings.Join(plugins, ",\n"))
 }
 
+// confDir returns a new config directory holding conf alone.
+func confDir(t *testing.T, conf []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "10-test.conflist"), conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // testIPAM is host-local on the test subnet, keeping its files in dataDir.
 func testIPAM(subnet, dataDir string) string {
 	return fmt.Sprintf(`"type": "host-local", "dataDir": %q,
@@ -103,7 +114,7 @@ func newTestManager(t *testing.T, conf []byte) *Manager {
 		}
 	}
 	dir := t.TempDir()
-	m, err := New(Config{ConfList: conf, CacheDir: dir + "/cache", NetNSDir: dir + "/netns"}, testLogger(t))
+	m, err := New(Config{ConfDir: confDir(t, conf), CacheDir: dir + "/cache", NetNSDir: dir + "/netns"}, testLogger(t))
 	if err != nil {
 		t.Fatalf("New() error = %v", err)
 	}

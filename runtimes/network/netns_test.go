@@ -98,7 +98,7 @@ func TestRemoveNetNSLeftoverFile(t *testing.T) {
 
 func TestNetNSRejects(t *testing.T) {
 	dir := t.TempDir()
-	m, err := New(Config{ConfList: testConfList(testIPAM(testSubnet, dir)), CacheDir: dir + "/cache",
+	m, err := New(Config{ConfDir: confDir(t, testConfList(testIPAM(testSubnet, dir))), CacheDir: dir + "/cache",
 		NetNSDir: dir + "/netns", PluginDirs: []string{dir}}, nil)
 	if err != nil {
 		t.Fatalf("New() error = %v", err)

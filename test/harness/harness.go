@@ -85,6 +85,8 @@ type Daemon struct {
 	Config   string // the config file it was started with
 	Log      *SyncBuffer
 	Env      []string // extra environment of crispd, e.g. CONTAINERS_REGISTRIES_CONF
+	network  string   // the config's [network] section; empty: the test network
+	wrap     []string // command line crispd runs under (WithPrivateCgroup2); nil: none
 	cmd      *exec.Cmd
 	done     chan error
 	mu       sync.Mutex
@@ -96,6 +98,13 @@ type Option func(d *Daemon, cfg *strings.Builder)
 // WithTOML appends raw TOML to the daemon's config file.
 func WithTOML(s string) Option {
 	return func(_ *Daemon, cfg *strings.Builder) { cfg.WriteString(s + "\n") }
+}
+
+// WithNetwork replaces the test network with toml, the whole [network]
+// section (and its sub-tables). It must reach nowhere either: no
+// masquerade, no default route, subnets covered by EnsureUnreachable.
+func WithNetwork(toml string) Option {
+	return func(d *Daemon, _ *strings.Builder) { d.network = toml }
 }
 
 // WithEnv adds KEY=VALUE to crispd's environment.
@@ -122,8 +131,12 @@ func Start(t testing.TB, opts ...Option) *Daemon {
 	for _, o := range opts {
 		o(d, &cfg)
 	}
-	// Never the default conflist: tests use a network that reaches nowhere.
-	fmt.Fprintf(&cfg, "\n[network]\nconflist = %q\n", testConfList(t, dir))
+	// Never the built-in bridge as shipped: tests use a network that
+	// reaches nowhere (WithNetwork may give another, as safe).
+	if d.network == "" {
+		d.network = testNetworkTOML(t, dir)
+	}
+	fmt.Fprintf(&cfg, "\n%s\n", d.network)
 	if err := os.WriteFile(d.Config, []byte(cfg.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +154,8 @@ func Start(t testing.TB, opts ...Option) *Daemon {
 func (d *Daemon) start() {
 	d.t.Helper()
 	d.Log = &SyncBuffer{}
-	d.cmd = exec.Command(filepath.Join(Bins(d.t), "crispd"), "--config", d.Config)
+	args := append(append([]string{}, d.wrap...), filepath.Join(Bins(d.t), "crispd"), "--config", d.Config)
+	d.cmd = exec.Command(args[0], args[1:]...)
 	d.cmd.Env = append(os.Environ(), d.Env...)
 	d.cmd.Stdout = d.Log
 	d.cmd.Stderr = d.Log

@@ -6,6 +6,7 @@ package config
 import (
 	_ "embed"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -64,7 +65,16 @@ type Trust struct {
 // Network configures CNI.
 type Network struct {
 	PluginDirs []string `toml:"plugin_dirs" help:"Where CNI plugin binaries are."`
-	ConfList   string   `toml:"conflist" help:"A CNI .conflist file for pods. Empty means crisp's own: bridge crisp0 on 10.213.0.0/16 with host-local IPAM and portmap."`
+	ConfDir    string   `toml:"conf_dir" help:"The node's CNI config directory, where a CNI DaemonSet (Calico, Cilium, Flannel) writes its config. Watched: the first file by name ending in .conflist, .conf or .json that parses is the pod network, and a change applies to pods created afterwards. Empty: no directory."`
+	Fallback   string   `toml:"fallback" help:"What serves pods while conf_dir holds no config: bridge (crisp's built-in bridge, below) or none (NetworkReady stays false and pods wait, as containerd and CRI-O do). A node that gets its network from a CNI DaemonSet wants none, so that it is not Ready before its network is."`
+	Bridge     Bridge   `toml:"bridge" help:"crisp's built-in bridge network (network name crisp): bridge, host-local IPAM, portmap."`
+}
+
+// Bridge configures the built-in bridge network.
+type Bridge struct {
+	Name   string `toml:"name" help:"The Linux bridge device; it holds the first address of each subnet, through which the host reaches its pods."`
+	Subnet string `toml:"subnet" help:"Pod addresses until kubelet sends the node's pod CIDR (UpdateRuntimeConfig, remembered in the database), which then replaces it for new pods. One CIDR, or an IPv4 and an IPv6 one separated by a comma."`
+	Egress string `toml:"egress" help:"masquerade (a default route; traffic leaving the node is masqueraded behind its address), routed (a default route, no masquerade: the network routes the pod CIDR to the node) or none (no default route: pods reach the node and each other only)."`
 }
 
 // Storage configures images and container rootfs storage.
@@ -216,6 +226,9 @@ func (c *Config) Resolve() error {
 		}
 		c.Runtimes[name] = h
 	}
+	if err := c.checkNetwork(); err != nil {
+		return err
+	}
 	if err := c.checkTrust(); err != nil {
 		return err
 	}
@@ -242,6 +255,55 @@ func (c *Config) Resolve() error {
 		return fmt.Errorf("config: reconciler interval and action_timeout must be positive, grace not negative")
 	}
 	return nil
+}
+
+// Fallbacks of network.fallback.
+const (
+	FallbackBridge = "bridge"
+	FallbackNone   = "none"
+)
+
+func (c *Config) checkNetwork() error {
+	n := c.Network
+	if n.ConfDir != "" && !filepath.IsAbs(n.ConfDir) {
+		return fmt.Errorf("config: network.conf_dir %q is not an absolute path", n.ConfDir)
+	}
+	switch n.Fallback {
+	case FallbackBridge:
+	case FallbackNone:
+		if n.ConfDir == "" {
+			return fmt.Errorf("config: network.fallback = none needs a network.conf_dir, or pods could never have a network")
+		}
+	default:
+		return fmt.Errorf("config: network.fallback must be bridge or none, not %q", n.Fallback)
+	}
+	if _, err := n.Bridge.Subnets(); err != nil {
+		return fmt.Errorf("config: network.bridge.subnet: %w", err)
+	}
+	switch n.Bridge.Egress {
+	case "masquerade", "routed", "none":
+	default:
+		return fmt.Errorf("config: network.bridge.egress must be masquerade, routed or none, not %q", n.Bridge.Egress)
+	}
+	return nil
+}
+
+// Subnets parses the subnet key: comma-separated CIDRs.
+func (b Bridge) Subnets() ([]netip.Prefix, error) {
+	return ParseCIDRs(b.Subnet)
+}
+
+// ParseCIDRs parses comma-separated CIDRs, as kubelet sends the pod CIDR.
+func ParseCIDRs(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for c := range strings.SplitSeq(s, ",") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(c))
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR", c)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // sandboxing reports runtime types that isolate a workload from the host

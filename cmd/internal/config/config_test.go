@@ -98,6 +98,11 @@ func TestRejects(t *testing.T) {
 		{"no events buffer", "events_buffer = 0\n", "events_buffer"},
 		{"negative pull progress timeout", "[storage]\nimage_pull_progress_timeout = \"-1s\"\n", "image_pull_progress_timeout"},
 		{"no usage refresh", "[storage]\nusage_refresh_interval = \"0s\"\n", "usage_refresh_interval"},
+		{"relative conf dir", "[network]\nconf_dir = \"net.d\"\n", "network.conf_dir"},
+		{"unknown network fallback", "[network]\nfallback = \"loopback\"\n", "network.fallback must be bridge or none"},
+		{"no fallback and no conf dir", "[network]\nconf_dir = \"\"\nfallback = \"none\"\n", "pods could never have a network"},
+		{"bridge subnet not a CIDR", "[network.bridge]\nsubnet = \"10.0.0.0\"\n", "network.bridge.subnet"},
+		{"unknown egress", "[network.bridge]\negress = \"nat\"\n", "network.bridge.egress"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
