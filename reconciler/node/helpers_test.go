@@ -27,13 +27,16 @@ func TestOverlayLayer(t *testing.T) {
 func TestCgroupName(t *testing.T) {
 	id := strings.Repeat("ab", 32)
 	for path, want := range map[string]bool{
-		"/crisp/" + id:                  true,
-		"/kubepods/pod1/crisp-" + id:    true,
-		"/crisp/" + id + "/x":           false,
-		"/other-" + id:                  false,
-		"/crisp/" + id[:10]:             false,
-		"/kubepods/crisp-" + id + "x":   false,
-		"/crisp/" + strings.ToUpper(id): false,
+		"/crisp/" + id:                        true,
+		"/kubepods/pod1/crisp-" + id:          true,
+		"/kubepods/pod1/crisp-monitor-" + id:  true,
+		"/kubepods/pod1/crisp-monitors":       false,
+		"/kubepods/crisp-monitor-" + id + "x": false,
+		"/crisp/" + id + "/x":                 false,
+		"/other-" + id:                        false,
+		"/crisp/" + id[:10]:                   false,
+		"/kubepods/crisp-" + id + "x":         false,
+		"/crisp/" + strings.ToUpper(id):       false,
 	} {
 		if got := cgroupName.MatchString(path); got != want {
 			t.Errorf("cgroupName.MatchString(%s) = %v, want %v", path, got, want)

@@ -114,12 +114,17 @@ func (n *Node) overlayLayer(path string) (string, bool) {
 	return filepath.Dir(rel), true
 }
 
-// cgroupName matches the cgroups ocispec gives containers: /crisp/<id>,
-// or <parent>/crisp-<id>.
-var cgroupName = regexp.MustCompile(`(^|/)crisp[-/]([0-9a-f]{64})$`)
+// cgroupName matches the cgroups ocispec gives containers, /crisp/<id>
+// or <parent>/crisp-<id>, and those their monitors get,
+// <parent>/crisp-monitor-<id> (oci.MonitorCgroup): the last group is the
+// owner's id.
+var cgroupName = regexp.MustCompile(`(^|/)(crisp-monitor-|crisp[-/])([0-9a-f]{64})$`)
 
 // containerCgroups walks every cgroup hierarchy for crisp's container
-// cgroups; each is listed once, by its path within the hierarchies.
+// and monitor cgroups; each is listed once, by its path within the
+// hierarchies (a hybrid host's runc makes the same path in the v1
+// hierarchies and in the cgroup2 one). Hierarchies hidden by a later
+// mount are not in m (see host.Mounts).
 func containerCgroups(m host.Mounts) []reconciler.Resource {
 	seen := map[string]bool{}
 	var out []reconciler.Resource
@@ -132,7 +137,7 @@ func containerCgroups(m host.Mounts) []reconciler.Resource {
 			// A pod's cgroup may hold its containers' (crisp-<id> below it).
 			if match := cgroupName.FindStringSubmatch(rel); match != nil && !seen[rel] {
 				seen[rel] = true
-				out = append(out, reconciler.Resource{Object: reconciler.ObjCgroup, Owner: match[2], Path: rel})
+				out = append(out, reconciler.Resource{Object: reconciler.ObjCgroup, Owner: match[3], Path: rel})
 			}
 			return nil
 		})
@@ -176,7 +181,11 @@ func (n *Node) Clean(ctx context.Context, r reconciler.Resource) error {
 		}
 		return host.Unmount(r.Path)
 	case reconciler.ObjCgroup:
-		return removeCgroup(r.Path)
+		m, err := host.ReadMounts()
+		if err != nil {
+			return err
+		}
+		return removeCgroup(m, r.Path)
 	case reconciler.ObjImageVolume:
 		volumes, err := n.cfg.Storage.ImageVolumes()
 		if err != nil {
@@ -190,13 +199,14 @@ func (n *Node) Clean(ctx context.Context, r reconciler.Resource) error {
 	return fmt.Errorf("clean %s %s: unknown kind of resource", r.Object, r.Path)
 }
 
-// removeCgroup removes a container cgroup on every hierarchy; one that
-// still holds processes is an error (EBUSY), retried next pass.
-func removeCgroup(path string) error {
+// removeCgroup removes a container or monitor cgroup on every hierarchy
+// of m; one that still holds processes is an error (EBUSY), retried next
+// pass.
+func removeCgroup(m host.Mounts, path string) error {
 	if !cgroupName.MatchString(path) {
 		return fmt.Errorf("remove cgroup %s: not a container cgroup of crisp's", path)
 	}
-	return host.RemoveCgroup(path)
+	return m.RemoveCgroup(path)
 }
 
 // TracksIPs: the network's IPAM is host-local, whose allocations Resources lists.

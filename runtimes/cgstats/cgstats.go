@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/crisp-cri/crisp/runtimes/host"
@@ -134,16 +133,18 @@ type Reader struct {
 }
 
 // New returns a Reader over the host's cgroup mounts m (host.ReadMounts).
+// On a unified host (m.Unified) that is the cgroup2 tree alone, as runc
+// uses it, whatever v1 hierarchies are mounted elsewhere; otherwise the
+// v1 hierarchies, with a hybrid host's cgroup2 mount for pressure.
 func New(m host.Mounts) *Reader {
+	if m.Unified != "" {
+		return NewAt(nil, m.Unified)
+	}
 	r := &Reader{v1: map[string]string{}}
 	for ctrl, mnt := range m.V1 {
 		r.v1[ctrl] = mnt
 	}
-	// A unified host mounts cgroup2 at /sys/fs/cgroup; a hybrid one at
-	// /sys/fs/cgroup/unified. Prefer the former when both show up.
-	if slices.Contains(m.V2, "/sys/fs/cgroup") {
-		r.v2 = "/sys/fs/cgroup"
-	} else if len(m.V2) > 0 {
+	if len(m.V2) > 0 {
 		r.v2 = m.V2[0]
 	}
 	return r

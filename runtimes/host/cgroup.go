@@ -11,9 +11,9 @@ import (
 	"strings"
 )
 
-// ErrNoCgroupV1 is returned by MoveToCgroup on a host without the cgroup
-// v1 memory hierarchy.
-var ErrNoCgroupV1 = errors.New("no cgroup v1 memory hierarchy")
+// ErrNoCgroupV1 is returned by MoveToCgroup on a host that is neither
+// unified (cgroup v2) nor has the cgroup v1 memory hierarchy.
+var ErrNoCgroupV1 = errors.New("no cgroup v1 memory hierarchy and no unified cgroup2 mount")
 
 // placeControllers are the cgroup v1 hierarchies crisp places its own
 // processes (monitors, infra processes) in. cpuset is left out (a new
@@ -22,13 +22,38 @@ var ErrNoCgroupV1 = errors.New("no cgroup v1 memory hierarchy")
 var placeControllers = []string{"memory", "pids", "cpu", "cpuacct"}
 
 // MoveToCgroup moves pid into the cgroup at path (a cgroupfs path like
-// "/kubepods/pod1") on each of the hierarchies crisp places its own
-// processes in, creating the directories. It needs cgroup v1: without the
-// v1 memory hierarchy it returns an error wrapping ErrNoCgroupV1.
+// "/kubepods/pod1/crisp-monitor-<id>"), creating the directories, on the
+// host's cgroups: Mounts.MoveToCgroup on ReadMounts.
 func MoveToCgroup(pid int, path string) error {
 	m, err := ReadMounts()
 	if err != nil {
 		return err
+	}
+	return m.MoveToCgroup(pid, path)
+}
+
+// MoveToCgroup moves pid into the cgroup at path, creating the
+// directories. On a unified host that is the one cgroup2 tree, where path
+// must be a leaf: cgroup v2 keeps processes out of a cgroup (other than
+// the root) that has controllers enabled for its children, and the error
+// then names the cgroup and its controllers rather than the kernel's
+// bare EBUSY. Otherwise it is each v1 hierarchy crisp places its own
+// processes in; without the v1 memory hierarchy it returns an error
+// wrapping ErrNoCgroupV1.
+func (m Mounts) MoveToCgroup(pid int, path string) error {
+	path = filepath.Clean("/" + path)
+	if m.Unified != "" {
+		dir := filepath.Join(m.Unified, path)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("create cgroup %s: %w", dir, err)
+		}
+		if path != "/" {
+			if ctrls, err := os.ReadFile(filepath.Join(dir, "cgroup.subtree_control")); err == nil && len(strings.TrimSpace(string(ctrls))) > 0 {
+				return fmt.Errorf("move %d into cgroup %s: it has controllers enabled for its children (%s), and cgroup v2 allows processes only in leaves",
+					pid, dir, strings.Join(strings.Fields(string(ctrls)), " "))
+			}
+		}
+		return writeProcs(pid, dir)
 	}
 	if _, ok := m.V1["memory"]; !ok {
 		return ErrNoCgroupV1
@@ -39,26 +64,38 @@ func MoveToCgroup(pid int, path string) error {
 		if !ok {
 			continue
 		}
-		dir := filepath.Join(mnt, filepath.Clean("/"+path))
+		dir := filepath.Join(mnt, path)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			errs = append(errs, fmt.Errorf("create cgroup %s: %w", dir, err))
 			continue
 		}
-		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
-			errs = append(errs, fmt.Errorf("move %d into cgroup %s: %w", pid, dir, err))
-		}
+		errs = append(errs, writeProcs(pid, dir))
 	}
 	return errors.Join(errs...)
 }
 
-// RemoveCgroup removes the cgroup at path on every hierarchy, v1 and v2.
-// A cgroup that is not there is no error; one that still holds processes
-// is (EBUSY), and so is every other failure, named by hierarchy.
+func writeProcs(pid int, dir string) error {
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+		return fmt.Errorf("move %d into cgroup %s: %w", pid, dir, err)
+	}
+	return nil
+}
+
+// RemoveCgroup removes the cgroup at path on every hierarchy of the
+// host's: Mounts.RemoveCgroup on ReadMounts.
 func RemoveCgroup(path string) error {
 	m, err := ReadMounts()
 	if err != nil {
 		return err
 	}
+	return m.RemoveCgroup(path)
+}
+
+// RemoveCgroup removes the cgroup at path on every hierarchy, v1 and v2.
+// A cgroup that is not there is no error; one that still holds processes
+// (or child cgroups) is (EBUSY), and so is every other failure, named by
+// hierarchy.
+func (m Mounts) RemoveCgroup(path string) error {
 	var errs []error
 	for _, root := range m.Cgroups {
 		dir := filepath.Join(root, filepath.Clean("/"+path))
@@ -69,16 +106,36 @@ func RemoveCgroup(path string) error {
 	return errors.Join(errs...)
 }
 
-// MemoryCgroup is pid's cgroup v1 memory path (where crisp placed it),
-// or "".
-func MemoryCgroup(pid int) string {
+// ProcessCgroup is pid's cgroup (a cgroupfs path) in the tree crisp
+// places processes in: its cgroup2 ("0::") path on a unified host, else
+// its v1 memory path; "" when pid is gone or has no such line.
+func ProcessCgroup(pid int) string {
+	m, err := ReadMounts()
+	if err != nil {
+		return ""
+	}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
 	if err != nil {
 		return ""
 	}
-	for _, line := range strings.Split(string(b), "\n") {
+	return cgroupOf(string(b), m.Unified != "")
+}
+
+// cgroupOf picks, out of a /proc/<pid>/cgroup file, the unified
+// hierarchy's path ("0::/x") when unified is set, else the v1 memory
+// hierarchy's ("4:memory:/x"). The kernel lists a process's place in every
+// hierarchy it has, mounted or not, so on a unified host the v1 lines of
+// a v1-capable kernel are still there: they are not where crisp put it.
+func cgroupOf(procCgroup string, unified bool) string {
+	for _, line := range strings.Split(procCgroup, "\n") {
 		parts := strings.SplitN(line, ":", 3)
-		if len(parts) == 3 && slices.Contains(strings.Split(parts[1], ","), "memory") {
+		if len(parts) != 3 {
+			continue
+		}
+		if unified && parts[0] == "0" && parts[1] == "" {
+			return parts[2]
+		}
+		if !unified && slices.Contains(strings.Split(parts[1], ","), "memory") {
 			return parts[2]
 		}
 	}
@@ -100,14 +157,11 @@ func HasController(name string) bool {
 	return m.hasController(name, os.ReadFile)
 }
 
-// unifiedRoot is where a unified (cgroup v2 only) host mounts cgroup2.
-const unifiedRoot = "/sys/fs/cgroup"
-
 func (m Mounts) hasController(name string, readFile func(string) ([]byte, error)) bool {
-	if !slices.Contains(m.V2, unifiedRoot) {
+	if m.Unified == "" {
 		_, ok := m.V1[name]
 		return ok
 	}
-	b, err := readFile(filepath.Join(unifiedRoot, "cgroup.controllers"))
+	b, err := readFile(filepath.Join(m.Unified, "cgroup.controllers"))
 	return err == nil && slices.Contains(strings.Fields(string(b)), name)
 }

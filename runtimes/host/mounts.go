@@ -24,7 +24,15 @@ type Mounts struct {
 	V1 map[string]string
 	// V2 are the cgroup2 mount points.
 	V2 []string
+	// Unified is the cgroup2 mount point when the host is unified (cgroup
+	// v2 only): cgroup2 is what /sys/fs/cgroup shows, which is how runc
+	// decides too. "" on a v1 or hybrid host. Tests set it to a fake
+	// tree.
+	Unified string
 }
+
+// unifiedRoot is where a unified (cgroup v2 only) host mounts cgroup2.
+const unifiedRoot = "/sys/fs/cgroup"
 
 // mountInfo is the mount table ReadMounts reads.
 const mountInfo = "/proc/self/mountinfo"
@@ -42,9 +50,20 @@ func ReadMounts() (Mounts, error) {
 // parseMounts parses mountinfo lines:
 //
 //	36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
+//
+// Cgroup mounts hidden by a later mount on or above their mount point are
+// left out of Cgroups, V1 and V2: mounting cgroup2 on /sys/fs/cgroup of a
+// v1 host (as a private mount namespace may) hides the v1 hierarchies
+// under it, which the table still lists, and runc then sees a unified
+// host. The table lists mounts in the order they were made.
 func parseMounts(r io.Reader) (Mounts, error) {
 	m := Mounts{At: map[string]bool{}, V1: map[string]string{}}
-	devices := map[string]bool{}
+	type cgroupMount struct {
+		point, fsType, device, opts string
+		at                          int // index among all mounts
+	}
+	var cgroups []cgroupMount
+	var points []string // every mount point, in table order
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -55,30 +74,55 @@ func parseMounts(r io.Reader) (Mounts, error) {
 		}
 		point := unescape(pf[4])
 		m.At[point] = true
+		points = append(points, point)
 		switch sf[0] {
 		case "overlay":
 			m.Overlays = append(m.Overlays, point)
 		case "cgroup", "cgroup2":
-			if sf[0] == "cgroup2" {
-				m.V2 = append(m.V2, point)
+			c := cgroupMount{point: point, fsType: sf[0], device: pf[2], at: len(points) - 1}
+			if len(sf) >= 3 {
+				c.opts = sf[2]
 			}
-			if sf[0] == "cgroup" && len(sf) >= 3 {
-				for _, opt := range strings.Split(sf[2], ",") {
-					if _, seen := m.V1[opt]; !seen {
-						m.V1[opt] = point
-					}
-				}
-			}
-			if !devices[pf[2]] {
-				devices[pf[2]] = true
-				m.Cgroups = append(m.Cgroups, point)
-			}
+			cgroups = append(cgroups, c)
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return Mounts{}, fmt.Errorf("read mount table: %w", err)
 	}
+	devices := map[string]bool{}
+	for _, c := range cgroups {
+		if hidden(c.point, points[c.at+1:]) {
+			continue
+		}
+		if c.fsType == "cgroup2" {
+			m.V2 = append(m.V2, c.point)
+			if c.point == unifiedRoot {
+				m.Unified = c.point
+			}
+		} else {
+			for _, opt := range strings.Split(c.opts, ",") {
+				if _, seen := m.V1[opt]; !seen {
+					m.V1[opt] = c.point
+				}
+			}
+		}
+		if !devices[c.device] {
+			devices[c.device] = true
+			m.Cgroups = append(m.Cgroups, c.point)
+		}
+	}
 	return m, nil
+}
+
+// hidden reports whether one of the later mount points is point or above
+// it.
+func hidden(point string, later []string) bool {
+	for _, p := range later {
+		if p == point || p == "/" || strings.HasPrefix(point, p+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // unescape undoes mountinfo's octal escapes (\040 for a space, ...).

@@ -30,10 +30,11 @@ type CreateOpts struct {
 	StdinOnce bool // close the container's stdin when the first attach ends
 
 	// CgroupParent, when set, is a cgroupfs path (like "/kubepods/pod1")
-	// that conmon is moved into, on the v1 memory, pids, cpu and cpuacct
-	// hierarchies, before it starts the runtime. Failures are logged, not
-	// returned. conmon stays there until shortly after the container
-	// exits, so removing that cgroup can meet EBUSY until then.
+	// under which the monitor gets a cgroup of its own (MonitorCgroup),
+	// made and joined before it starts the runtime: on cgroup v2, or on
+	// the v1 memory, pids, cpu and cpuacct hierarchies. Failures are
+	// logged, not returned. The monitor stays there until shortly after
+	// the container exits; RemoveLeftovers removes that cgroup.
 	CgroupParent string
 }
 
@@ -123,8 +124,9 @@ func (r *Runtime) Create(ctx context.Context, c CreateOpts) (pid int, retErr err
 	// The monitor waits for this byte, so that it and the runtime start
 	// in the right cgroup.
 	if c.CgroupParent != "" {
-		if err := host.MoveToCgroup(cmd.Process.Pid, c.CgroupParent); err != nil {
-			log.Warn(mon.name+" stays in crisp's cgroup", slog.String("cgroup", c.CgroupParent), slog.Any(logkey.Err, err))
+		cg := MonitorCgroup(c.CgroupParent, c.ID)
+		if err := host.MoveToCgroup(cmd.Process.Pid, cg); err != nil {
+			log.Warn(mon.name+" stays in crisp's cgroup", slog.String("cgroup", cg), slog.Any(logkey.Err, err))
 		}
 	}
 	if _, err := startW.Write([]byte{0}); err != nil {

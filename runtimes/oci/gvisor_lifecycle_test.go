@@ -44,7 +44,7 @@ func testSubcontainerLifecycle(t *testing.T, rt *Runtime, sandboxID string, sbPi
 	if !ok {
 		t.Fatal("no live monitor after Create")
 	}
-	checkConmonDetached(t, monPid, c.CgroupParent)
+	checkConmonDetached(t, monPid, c.CgroupParent, c.ID)
 
 	t1 := time.Now()
 	if err := rt.Start(ctx, c.ID); err != nil {

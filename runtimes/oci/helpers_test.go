@@ -230,10 +230,12 @@ func conmonAlive(pid int) bool {
 
 // removeTestCgroups removes /<cgroupBase>/<id>* on every hierarchy (runc
 // leaves parents behind, and conmon's CgroupParent is ours to remove),
-// then /<cgroupBase> itself if it is empty.
+// the monitor's cgroup under it first, then /<cgroupBase> itself if it is
+// empty.
 func removeTestCgroups(t *testing.T, id string) {
+	monitors, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", cgroupBase, id+"*", "crisp-monitor-*"))
 	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", cgroupBase, id+"*"))
-	for _, d := range dirs {
+	for _, d := range append(monitors, dirs...) {
 		ok := waitFor(5*time.Second, func() bool {
 			err := syscall.Rmdir(d)
 			return err == nil || errors.Is(err, syscall.ENOENT)

@@ -31,14 +31,19 @@ func KillMonitor(files layout.Container) error {
 
 // RemoveLeftovers removes what a container leaves on the node besides the
 // runtime's state and its rootfs: it kills its monitor if one still runs,
-// then removes its bundle and exit file. Both the CRI server's remove and
-// the reconciler's clean-up end here.
+// then removes the monitor's cgroup (MonitorCgroup), its bundle and exit
+// file. Both the CRI server's remove and the reconciler's clean-up end
+// here. A monitor cgroup still busy after a short wait is an error, and
+// the bundle is kept for the retry to find it.
 func RemoveLeftovers(files layout.Container) error {
 	if err := layout.CheckID(files.ID); err != nil {
 		return fmt.Errorf("remove leftovers: %w", err)
 	}
 	if err := KillMonitor(files); err != nil {
 		return err
+	}
+	if err := removeMonitorCgroup(files); err != nil {
+		return fmt.Errorf("remove leftovers of %s: %w", files.ID, err)
 	}
 	return files.RemoveFiles()
 }

@@ -72,7 +72,7 @@ func testLifecycle(t *testing.T, typ string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkConmonDetached(t, conmonPid, c.CgroupParent)
+	checkConmonDetached(t, conmonPid, c.CgroupParent, c.ID)
 
 	t.Run("log", func(t *testing.T) {
 		lines := waitLogLines(t, c.LogPath, 2)
@@ -239,8 +239,9 @@ func testLifecycle(t *testing.T, typ string) {
 }
 
 // checkConmonDetached checks that conmon left our process tree and
-// session and sits in cgroup parent on the v1 memory hierarchy.
-func checkConmonDetached(t *testing.T, pid int, parent string) {
+// session and sits in container id's monitor cgroup under parent, on the
+// v1 memory hierarchy.
+func checkConmonDetached(t *testing.T, pid int, parent, id string) {
 	t.Helper()
 	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
@@ -257,8 +258,8 @@ func checkConmonDetached(t *testing.T, pid int, parent string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(cg), ":memory:"+parent+"\n") {
-		t.Errorf("conmon cgroups:\n%s\nwant memory:%s", cg, parent)
+	if want := MonitorCgroup(parent, id); !strings.Contains(string(cg), ":memory:"+want+"\n") {
+		t.Errorf("conmon cgroups:\n%s\nwant memory:%s", cg, want)
 	}
 }
 

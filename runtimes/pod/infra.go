@@ -288,7 +288,7 @@ func KillStray(ctx context.Context, root, id string) error {
 	if !ok {
 		return nil
 	}
-	cgroup := host.MemoryCgroup(inf.PID)
+	cgroup := host.ProcessCgroup(inf.PID)
 	if err := Kill(ctx, inf); err != nil {
 		return fmt.Errorf("infra of pod %s: %w", id, err)
 	}
