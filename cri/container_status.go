@@ -102,27 +102,55 @@ func containerStatus(c db.Container) (*runtimeapi.ContainerStatus, error) {
 // ListContainers lists containers, filtered in SQL by id (or prefix),
 // state, sandbox and labels.
 func (s *Server) ListContainers(ctx context.Context, req *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
-	f := db.ContainerFilter{}
-	if fl := req.GetFilter(); fl != nil {
-		f.IDPrefix, f.Labels = fl.Id, fl.LabelSelector
-		if fl.PodSandboxId != "" {
-			sb, err := s.sandboxFor(ctx, fl.PodSandboxId)
-			if err != nil {
-				return &runtimeapi.ListContainersResponse{}, nil // no such pod: no containers
-			}
-			f.SandboxID = sb.ID
+	fl := req.GetFilter()
+	if fl.GetId() != "" {
+		return s.listContainersByID(ctx, fl)
+	}
+	all, err := s.listContainers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if fl == nil {
+		return &runtimeapi.ListContainersResponse{Containers: all}, nil
+	}
+	podID := ""
+	if fl.PodSandboxId != "" {
+		sb, err := s.sandboxFor(ctx, fl.PodSandboxId)
+		if err != nil {
+			return &runtimeapi.ListContainersResponse{}, nil // no such pod: no containers
 		}
-		if fl.State != nil {
-			switch fl.State.State {
-			case runtimeapi.ContainerState_CONTAINER_CREATED:
-				f.State = db.ContainerCreated
-			case runtimeapi.ContainerState_CONTAINER_RUNNING:
-				f.State = db.ContainerRunning
-			case runtimeapi.ContainerState_CONTAINER_EXITED:
-				f.State = db.ContainerExited
-			default:
-				f.State = db.ContainerUnknown
-			}
+		podID = sb.ID
+	}
+	resp := &runtimeapi.ListContainersResponse{}
+	for _, c := range all {
+		if (podID == "" || c.PodSandboxId == podID) && (fl.State == nil || c.State == fl.State.State) && hasLabels(c.Labels, fl.LabelSelector) {
+			resp.Containers = append(resp.Containers, c)
+		}
+	}
+	return resp, nil
+}
+
+// listContainersByID answers a filter by id (prefix), which kubelet never
+// sends, from SQLite.
+func (s *Server) listContainersByID(ctx context.Context, fl *runtimeapi.ContainerFilter) (*runtimeapi.ListContainersResponse, error) {
+	f := db.ContainerFilter{IDPrefix: fl.Id, Labels: fl.LabelSelector}
+	if fl.PodSandboxId != "" {
+		sb, err := s.sandboxFor(ctx, fl.PodSandboxId)
+		if err != nil {
+			return &runtimeapi.ListContainersResponse{}, nil // no such pod: no containers
+		}
+		f.SandboxID = sb.ID
+	}
+	if fl.State != nil {
+		switch fl.State.State {
+		case runtimeapi.ContainerState_CONTAINER_CREATED:
+			f.State = db.ContainerCreated
+		case runtimeapi.ContainerState_CONTAINER_RUNNING:
+			f.State = db.ContainerRunning
+		case runtimeapi.ContainerState_CONTAINER_EXITED:
+			f.State = db.ContainerExited
+		default:
+			f.State = db.ContainerUnknown
 		}
 	}
 	cs, err := s.store.ListContainers(ctx, f)

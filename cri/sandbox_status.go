@@ -80,15 +80,35 @@ func sandboxStatus(sb db.Sandbox) (*runtimeapi.PodSandboxStatus, error) {
 // ListPodSandbox lists pods, filtered by id (or prefix), state and labels
 // in SQL.
 func (s *Server) ListPodSandbox(ctx context.Context, req *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
-	f := db.SandboxFilter{}
-	if fl := req.GetFilter(); fl != nil {
-		f.IDPrefix, f.Labels = fl.Id, fl.LabelSelector
-		if fl.State != nil {
-			if fl.State.State == runtimeapi.PodSandboxState_SANDBOX_READY {
-				f.State = db.SandboxReady
-			} else {
-				f.State = db.SandboxNotReady
-			}
+	fl := req.GetFilter()
+	if fl.GetId() != "" {
+		return s.listSandboxesByID(ctx, fl)
+	}
+	all, err := s.listSandboxes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if fl == nil {
+		return &runtimeapi.ListPodSandboxResponse{Items: all}, nil
+	}
+	resp := &runtimeapi.ListPodSandboxResponse{}
+	for _, sb := range all {
+		if (fl.State == nil || sb.State == fl.State.State) && hasLabels(sb.Labels, fl.LabelSelector) {
+			resp.Items = append(resp.Items, sb)
+		}
+	}
+	return resp, nil
+}
+
+// listSandboxesByID answers a filter by id (prefix), which kubelet never
+// sends, from SQLite.
+func (s *Server) listSandboxesByID(ctx context.Context, fl *runtimeapi.PodSandboxFilter) (*runtimeapi.ListPodSandboxResponse, error) {
+	f := db.SandboxFilter{IDPrefix: fl.Id, Labels: fl.LabelSelector}
+	if fl.State != nil {
+		if fl.State.State == runtimeapi.PodSandboxState_SANDBOX_READY {
+			f.State = db.SandboxReady
+		} else {
+			f.State = db.SandboxNotReady
 		}
 	}
 	sbs, err := s.store.ListSandboxes(ctx, f)

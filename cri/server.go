@@ -86,6 +86,8 @@ type Server struct {
 	locks    keyedLocks
 	exits    exitNotifier
 	events   *eventHub // GetContainerEvents streams, fed by WatchEvents
+	ctrList  *listCache[*runtimeapi.Container]
+	podList  *listCache[*runtimeapi.PodSandbox]
 
 	clampOOM    bool
 	cgroupNS    bool
@@ -109,6 +111,7 @@ func NewServer(d Deps) *Server {
 	}
 	return &Server{store: d.Store, images: d.Images, net: d.Network, pods: d.Pods, handlers: d.Handlers, trust: d.Trust,
 		files: d.Files, log: d.Log, events: newEventHub(d.EventBuffer, d.Log),
+		ctrList: newListCache[*runtimeapi.Container](), podList: newListCache[*runtimeapi.PodSandbox](),
 		clampOOM: d.ClampOOMScoreAdj, cgroupNS: d.CgroupNamespace, missing: d.MissingControllers, hostCaps: d.HostCaps, hostDevices: d.HostDevices, crispdPath: d.CrispdPath,
 		cgroups: d.Cgroups, layers: d.Layers, netStats: d.NetStats, layerRoot: d.LayerRoot}
 }

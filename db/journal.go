@@ -94,9 +94,17 @@ func (s *Store) LastEventSeq(ctx context.Context) (int64, error) {
 // on the same file, send none.
 func (s *Store) Commits() <-chan struct{} { return s.commits }
 
-// committed hands a token to Commits' receiver without ever blocking a
-// writer.
+// Generation counts the write transactions this store has committed. A
+// reader that notes it before a query and finds it unchanged afterwards
+// knows that this store wrote nothing in between, so a view built from
+// that query is still current; writes by another process or Store are not
+// counted.
+func (s *Store) Generation() uint64 { return s.gen.Load() }
+
+// committed counts the commit and hands a token to Commits' receiver
+// without ever blocking a writer.
 func (s *Store) committed() {
+	s.gen.Add(1)
 	select {
 	case s.commits <- struct{}{}:
 	default:

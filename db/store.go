@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -42,6 +43,8 @@ type Store struct {
 	now func() time.Time
 	// commits gets a token after a write commits (see Commits).
 	commits chan struct{}
+	// gen counts committed write transactions (see Generation).
+	gen atomic.Uint64
 }
 
 // Open opens (creating if needed) the database at path, applies pending

@@ -1,0 +1,126 @@
+package cri
+
+import (
+	"context"
+	"sync"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crisp-cri/crisp/db"
+)
+
+// listCache holds the CRI view of every listable pod or container, built
+// from SQLite by one query and served until the store commits a write.
+// kubelet lists every second and asks again for each pod, while the node
+// seldom changes in between; decoding every row's labels and annotations
+// again for each call costs milliseconds at a few hundred containers.
+// SQLite stays the truth: a view is only ever used for a call that began
+// after the writes it reflects (see get).
+type listCache[T any] struct {
+	mu       sync.Mutex
+	done     *sync.Cond // broadcast when a build ends
+	building bool
+	view     []T
+	gen      uint64 // the store's generation noted before view's query
+	built    bool
+}
+
+func newListCache[T any]() *listCache[T] {
+	c := &listCache[T]{}
+	c.done = sync.NewCond(&c.mu)
+	return c
+}
+
+// get returns a view that reflects every write committed before the call:
+// the cached one if it was built after the store reached the generation
+// the call starts with, else a new one from load. Concurrent callers share
+// one build; the items are shared too and must not be changed.
+func (c *listCache[T]) get(gen func() uint64, load func() ([]T, error)) ([]T, error) {
+	want := gen()
+	c.mu.Lock()
+	for {
+		if c.built && c.gen >= want {
+			v := c.view
+			c.mu.Unlock()
+			return v, nil
+		}
+		if !c.building {
+			break
+		}
+		c.done.Wait()
+	}
+	c.building = true
+	c.mu.Unlock()
+
+	// Noted before the query: a write committed during it makes the view
+	// look older than it is, never newer.
+	g := gen()
+	view, err := load()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.building = false
+	c.done.Broadcast()
+	if err != nil {
+		return nil, err
+	}
+	if !c.built || g >= c.gen {
+		c.view, c.gen, c.built = view, g, true
+	}
+	return view, nil
+}
+
+// listContainers returns every container kubelet may see (none being
+// created or removed), oldest first.
+func (s *Server) listContainers(ctx context.Context) ([]*runtimeapi.Container, error) {
+	return s.ctrList.get(s.store.Generation, func() ([]*runtimeapi.Container, error) {
+		cs, err := s.store.ListContainers(ctx, db.ContainerFilter{})
+		if err != nil {
+			return nil, err
+		}
+		out := make([]*runtimeapi.Container, 0, len(cs))
+		for _, c := range cs {
+			if c.State == db.ContainerCreating || c.State == db.ContainerRemoving {
+				continue
+			}
+			out = append(out, &runtimeapi.Container{
+				Id: c.ID, PodSandboxId: c.SandboxID, Metadata: &runtimeapi.ContainerMetadata{Name: c.KubeName, Attempt: c.Attempt},
+				Image: &runtimeapi.ImageSpec{Image: c.Image}, ImageRef: c.ImageRef, ImageId: c.ImageRef, State: containerState(c.State),
+				CreatedAt: c.CreatedAt, Labels: c.Labels, Annotations: c.Annotations,
+			})
+		}
+		return out, nil
+	})
+}
+
+// listSandboxes returns every pod kubelet may see (none being created or
+// removed), oldest first.
+func (s *Server) listSandboxes(ctx context.Context) ([]*runtimeapi.PodSandbox, error) {
+	return s.podList.get(s.store.Generation, func() ([]*runtimeapi.PodSandbox, error) {
+		sbs, err := s.store.ListSandboxes(ctx, db.SandboxFilter{})
+		if err != nil {
+			return nil, err
+		}
+		out := make([]*runtimeapi.PodSandbox, 0, len(sbs))
+		for _, sb := range sbs {
+			if sb.State == db.SandboxCreating || sb.State == db.SandboxRemoving {
+				continue // not a pod kubelet can act on yet, or any more
+			}
+			out = append(out, &runtimeapi.PodSandbox{
+				Id: sb.ID, Metadata: sandboxMetadata(sb), State: sandboxState(sb.State), CreatedAt: sb.CreatedAt,
+				Labels: sb.Labels, Annotations: sb.Annotations, RuntimeHandler: sb.Handler,
+			})
+		}
+		return out, nil
+	})
+}
+
+// hasLabels reports whether labels include every pair of selector.
+func hasLabels(labels, selector map[string]string) bool {
+	for k, v := range selector {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
