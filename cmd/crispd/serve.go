@@ -78,8 +78,11 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 	if err != nil {
 		return err
 	}
+	var down stopClock
 	defer func() {
-		if err := store.Close(); err != nil {
+		err := store.Close()
+		down.step(log, "database closed")
+		if err != nil {
 			retErr = errors.Join(retErr, fmt.Errorf("close state database: %w", err))
 			return
 		}
@@ -104,6 +107,7 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 		if err := images.Shutdown(); err != nil {
 			retErr = errors.Join(retErr, err)
 		}
+		down.step(log, "storage shut down")
 	}()
 
 	netMgr, err := openNetwork(ctx, cfg, store, files, log)
@@ -241,6 +245,7 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
+		down.start = time.Now()
 	case serveErr = <-errs:
 		log.Error("a gRPC server stopped", slog.Any(logkey.Err, serveErr))
 	}
@@ -248,8 +253,10 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 	stopEvents()
 	stopMetrics()
 	gracefulStop(criServer, adminServer)
+	down.step(log, "gRPC servers stopped")
 	stopLoop()
 	wg.Wait()
+	down.step(log, "loops stopped")
 	os.Remove(cfg.Socket)
 	os.Remove(cfg.AdminSocket)
 	return serveErr
@@ -318,6 +325,16 @@ func podCIDRs(ctx context.Context, cfg config.Config, store *db.Store) ([]netip.
 		return nil, fmt.Errorf("the pod CIDR kept in the database (%q) is not usable; UpdateRuntimeConfig checks what it stores", saved)
 	}
 	return cfg.Network.Bridge.Subnets()
+}
+
+// stopClock times the steps of a shutdown, at debug level, so that a slow
+// stop shows where it waits.
+type stopClock struct{ start time.Time }
+
+func (c *stopClock) step(log *slog.Logger, what string) {
+	if !c.start.IsZero() {
+		log.Debug("shutdown: "+what, slog.Duration(logkey.Took, time.Since(c.start)))
+	}
 }
 
 // gracefulStop lets in-flight RPCs finish, up to shutdownTimeout.
