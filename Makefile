@@ -29,7 +29,7 @@ FUZZ_TARGETS    := FuzzRunPodSandbox FuzzCreateContainer FuzzRequest
 FUZZTIME_TEST   ?= 10s
 FUZZTIME        ?= 5m
 
-.PHONY: all deps build install tools kubelet run unit test lint generate bench chaos fuzz fuzz-short clean
+.PHONY: all deps build install tools kubelet run unit test lint generate bench bench-scale chaos fuzz fuzz-short clean
 
 all: build
 
@@ -119,6 +119,13 @@ bench: deps build kubelet
 	CGO_ENABLED=1 $(GO) test -tags $(TAGS) -run '^$$' -bench . -benchmem ./db/
 	CGO_ENABLED=1 CRISP_BIN_DIR=$(BIN) $(GO) test -tags $(TAGS) -run '^$$' -bench . -benchtime 20x ./test/bench/
 	CGO_ENABLED=1 CRISP_BIN_DIR=$(BIN) $(GO) test -tags $(TAGS) -run '^$$' -bench . -benchtime 3x ./test/kubelet/
+
+## bench-scale: the scale benchmark (test/scale) against a private crispd: SCALE_PODS x SCALE_CONTAINERS running busybox containers, lists, stats, a burst, restarts, memory, cleanup (root; figures, not pass/fail; SCALE_ARGS adds flags, e.g. -json out.json; docs/bench-scale.md)
+SCALE_PODS       ?= 100
+SCALE_CONTAINERS ?= 5
+bench-scale: deps build
+	CGO_ENABLED=0 $(GO) build -tags $(TAGS) -o $(BIN)/scale ./test/scale
+	$(BIN)/scale -start-crispd $(BIN)/crispd -pods $(SCALE_PODS) -containers $(SCALE_CONTAINERS) $(SCALE_ARGS)
 
 ## chaos: the chaos test alone, longer: 500 kill -9 iterations; CRISP_CHAOS_RUNSC=1 adds gVisor pods (Debian runsc 20221219 panics under that churn, see test/chaos) (CRISP_CHAOS_ITERATIONS, CRISP_CHAOS_SEED override; root; it builds its own crispd with failpoints)
 chaos: deps
