@@ -45,6 +45,8 @@ type Store struct {
 	commits chan struct{}
 	// gen counts committed write transactions (see Generation).
 	gen atomic.Uint64
+	// writer is held by the one write transaction running (see inTx).
+	writer chan struct{}
 }
 
 // Open opens (creating if needed) the database at path, applies pending
@@ -73,7 +75,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state database %s: %w", path, err)
 	}
-	s := &Store{db: dbx, q: q, now: time.Now, commits: make(chan struct{}, 1)}
+	s := &Store{db: dbx, q: q, now: time.Now, commits: make(chan struct{}, 1), writer: make(chan struct{}, 1)}
 	if err := migrate(ctx, dbx, &q); err != nil {
 		dbx.Close()
 		return nil, fmt.Errorf("migrate state database %s: %w", path, translate(err))
@@ -134,6 +136,16 @@ func (s *Store) QuickCheck(ctx context.Context) error {
 // inTx runs fn in one write transaction, committing if fn returns nil.
 // Never call out to a runtime or the network from fn.
 func (s *Store) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	// SQLite runs one writer at a time. Writers of this process queue here
+	// and start the moment the last one commits; left to SQLite, each
+	// would retry BEGIN IMMEDIATE in its busy handler, asleep for up to
+	// 100 ms a try, and 20 writers at once waited half a second.
+	select {
+	case s.writer <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.writer }()
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return translate(err)

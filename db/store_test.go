@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -234,5 +235,32 @@ func TestOpenCorruptFile(t *testing.T) {
 	}
 	if !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Open(garbage) = %v, want ErrCorrupt", err)
+	}
+}
+
+// Writers of one store queue for the write lock; one whose context ends
+// while it waits gives up with the context's error and writes nothing.
+func TestWriterQueueHonoursContext(t *testing.T) {
+	s := mustOpen(t)
+	ctx := context.Background()
+	s.writer <- struct{}{} // another write holds the lock
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := s.SetNodeValue(short, "k", "v"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("SetNodeValue() while the lock is held = %v, want DeadlineExceeded", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.SetNodeValue(ctx, "k", "v2") }()
+	select {
+	case err := <-done:
+		t.Fatalf("SetNodeValue() = %v before the lock was released", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	<-s.writer // the other write commits
+	if err := <-done; err != nil {
+		t.Fatalf("SetNodeValue() after the lock was released = %v", err)
+	}
+	if v, err := s.NodeValue(ctx, "k"); err != nil || v != "v2" {
+		t.Errorf("NodeValue() = %q, %v; want v2 (the timed-out write wrote nothing)", v, err)
 	}
 }
