@@ -19,7 +19,7 @@ import (
 )
 
 // openStore opens a real overlay store in a temp dir (root needed).
-func openStore(t *testing.T, cfg Config) *Store {
+func openStore(t testing.TB, cfg Config) *Store {
 	t.Helper()
 	harness.RequireRoot(t)
 	dir := t.TempDir()
@@ -32,7 +32,7 @@ func openStore(t *testing.T, cfg Config) *Store {
 	return s
 }
 
-func busybox(t *testing.T) v1.Image {
+func busybox(t testing.TB) v1.Image {
 	t.Helper()
 	img, err := images.Busybox()
 	if err != nil {
