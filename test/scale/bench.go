@@ -100,10 +100,18 @@ func (b *bench) run(ctx context.Context) (retErr error) {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
 		fmt.Fprintln(os.Stderr, "scale: removing every pod of namespace", b.cfg.namespace)
+		// A fresh connection: after a failed restart the old one may be in
+		// gRPC's reconnect backoff, where calls fail at once.
+		if err := b.redial(); err != nil {
+			retErr = errors.Join(retErr, err)
+			return
+		}
 		if err := b.removePods(cctx, false); err != nil {
 			retErr = errors.Join(retErr, fmt.Errorf("cleanup: %w", err))
 		}
-		b.countLeftovers(cctx)
+		if err := b.countLeftovers(cctx); err == nil && b.rep.Leftovers == 0 {
+			retErr = errors.Join(retErr, b.removeCgroups())
+		}
 		if retErr == nil {
 			retErr = context.Cause(ctx)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -87,18 +88,22 @@ func (b *bench) stats(ctx context.Context) error {
 }
 
 // sequential makes each call -list-iters times after one untimed warm-up.
+// A call that fails is recorded and noted, and its kind is not tried again:
+// a runtime may not implement every list.
 func (b *bench) sequential(ctx context.Context, calls []listCall) error {
 	for _, c := range calls {
 		if _, err := b.listOnce(ctx, c, 0, ""); err != nil {
-			return err
+			b.failed(ctx, c.op, err)
+			continue
 		}
 		for i := range b.cfg.listIters {
 			if _, err := b.listOnce(ctx, c, i, c.op); err != nil {
-				return err
+				b.failed(ctx, c.op, err)
+				break
 			}
 		}
 	}
-	return nil
+	return ctx.Err()
 }
 
 // concurrent makes list-iters/5 waves (at least one) of -concurrency
@@ -113,13 +118,18 @@ func (b *bench) concurrent(ctx context.Context, c listCall) error {
 			wg.Go(func() { _, errs[i] = b.listOnce(ctx, c, i, op) })
 		}
 		wg.Wait()
-		for _, err := range errs {
-			if err != nil {
-				return err
-			}
+		if err := errors.Join(errs...); err != nil {
+			b.failed(ctx, op, err)
+			break
 		}
 	}
-	return nil
+	return ctx.Err()
+}
+
+func (b *bench) failed(ctx context.Context, op string, err error) {
+	if ctx.Err() == nil {
+		b.rep.note("%s failed, not tried again: %v", op, err)
+	}
 }
 
 // listOnce makes call i of c and records it as op with its response size

@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path"
 	"regexp"
 	"slices"
 	"syscall"
@@ -34,6 +35,7 @@ type config struct {
 	endpoint       string
 	image          string
 	namespace      string
+	cgroupRoot     string
 	runtimeHandler string
 	pods           int
 	containers     int
@@ -72,6 +74,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.endpoint, "endpoint", "", "CRI `endpoint`, e.g. unix:///run/containerd/containerd.sock (required unless -start-crispd)")
 	fs.StringVar(&c.image, "image", "", "image of the containers, `ref`; pulled if absent; it must have sleep (default with -start-crispd: a busybox served on 127.0.0.1)")
 	fs.StringVar(&c.namespace, "namespace", "crisp-scale", "pod namespace of every pod made; pods of this namespace are removed at start and end")
+	fs.StringVar(&c.cgroupRoot, "cgroup-root", "/crisp-scale", "cgroupfs `path` under which each pod gets its cgroup parent, <path>/<pod name>, as kubelet gives /kubepods/...; emptied at the end; \"\": no cgroup parent")
 	fs.StringVar(&c.runtimeHandler, "runtime-handler", "", "RuntimeHandler of RunPodSandbox")
 	fs.IntVar(&c.pods, "pods", 100, "pods to populate")
 	fs.IntVar(&c.containers, "containers", 5, "running containers per pod")
@@ -112,6 +115,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("-hot is a fraction between 0 and 1")
 	case c.namespace == "":
 		return c, errors.New("-namespace must not be empty")
+	case c.cgroupRoot != "" && (!path.IsAbs(c.cgroupRoot) || path.Clean(c.cgroupRoot) == "/"):
+		return c, errors.New("-cgroup-root must be an absolute path below /")
 	}
 	if c.monitorPattern != "" {
 		if _, err := regexp.Compile(c.monitorPattern); err != nil {
@@ -139,6 +144,9 @@ func run(args []string, stdout io.Writer) (retErr error) {
 			return err
 		}
 		defer func() {
+			if retErr != nil {
+				fmt.Fprintf(os.Stderr, "scale: the end of crispd's log:\n%s\n", tail(env.daemon.logPath, 30))
+			}
 			if err := env.close(); err != nil {
 				retErr = errors.Join(retErr, fmt.Errorf("tear down local crispd: %w", err))
 			}

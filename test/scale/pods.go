@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +56,10 @@ type podSpec struct {
 func (b *bench) podConfig(p podSpec) *runtimeapi.PodSandboxConfig {
 	ns := &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_POD,
 		Pid: runtimeapi.NamespaceMode_CONTAINER, Ipc: runtimeapi.NamespaceMode_POD}
+	var parent string
+	if b.cfg.cgroupRoot != "" {
+		parent = path.Join(b.cfg.cgroupRoot, p.name)
+	}
 	return &runtimeapi.PodSandboxConfig{
 		Metadata: &runtimeapi.PodSandboxMetadata{Name: p.name, Namespace: b.cfg.namespace,
 			Uid: b.cfg.namespace + "-" + p.name, Attempt: 0},
@@ -61,6 +68,7 @@ func (b *bench) podConfig(p podSpec) *runtimeapi.PodSandboxConfig {
 		Labels: map[string]string{labelSet: p.set, labelTier: p.tier,
 			labelNamespace: b.cfg.namespace, labelPodName: p.name},
 		Linux: &runtimeapi.LinuxPodSandboxConfig{
+			CgroupParent:    parent,
 			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: ns},
 		},
 	}
@@ -236,7 +244,10 @@ func (b *bench) cleanup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return b.countLeftovers(ctx)
+	if err := b.countLeftovers(ctx); err != nil {
+		return err
+	}
+	return b.removeCgroups()
 }
 
 // countLeftovers records how many pods of our namespace, and containers
@@ -254,6 +265,41 @@ func (b *bench) countLeftovers(ctx context.Context) error {
 		return fmt.Errorf("list containers: %w", err)
 	}
 	b.rep.Leftovers = len(pods) + len(r.Containers)
+	return nil
+}
+
+// removeCgroups removes the pods' cgroup parents, which the runtime
+// created (runc makes missing parents) but, as they are kubelet's, does
+// not remove: every empty directory under -cgroup-root, in the v2 tree and
+// in each v1 hierarchy, deepest first. A directory that is not empty
+// stays, and is reported.
+func (b *bench) removeCgroups() error {
+	if b.cfg.cgroupRoot == "" {
+		return nil
+	}
+	roots := []string{filepath.Join("/sys/fs/cgroup", b.cfg.cgroupRoot)}
+	if v1, err := filepath.Glob("/sys/fs/cgroup/*" + path.Clean(b.cfg.cgroupRoot)); err == nil {
+		roots = append(roots, v1...)
+	}
+	var left []string
+	for _, root := range roots {
+		var dirs []string
+		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		slices.Reverse(dirs) // children after their parent in walk order
+		for _, d := range dirs {
+			if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+				left = append(left, d)
+			}
+		}
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("cgroups left: %s", strings.Join(left, " "))
+	}
 	return nil
 }
 
