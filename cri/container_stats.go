@@ -35,8 +35,21 @@ func (s *Server) ContainerStats(ctx context.Context, req *runtimeapi.ContainerSt
 // match the filter, read from their cgroups several at a time. A container
 // that exited since the list is left out: the next relist says so.
 func (s *Server) ListContainerStats(ctx context.Context, req *runtimeapi.ListContainerStatsRequest) (*runtimeapi.ListContainerStatsResponse, error) {
+	fl := req.GetFilter()
+	if fl.GetId() == "" && fl.GetPodSandboxId() == "" && len(fl.GetLabelSelector()) == 0 {
+		// One reading for concurrent callers, on a context none of them
+		// can cancel for the others.
+		shared := context.WithoutCancel(ctx)
+		return s.allCtrStats.get(s.store.Generation, func() (*runtimeapi.ListContainerStatsResponse, error) {
+			return s.listContainerStats(shared, nil)
+		})
+	}
+	return s.listContainerStats(ctx, fl)
+}
+
+func (s *Server) listContainerStats(ctx context.Context, fl *runtimeapi.ContainerStatsFilter) (*runtimeapi.ListContainerStatsResponse, error) {
 	f := db.ContainerFilter{State: db.ContainerRunning}
-	if fl := req.GetFilter(); fl != nil {
+	if fl != nil {
 		f.IDPrefix, f.Labels = fl.Id, fl.LabelSelector
 		if fl.PodSandboxId != "" {
 			sb, err := s.sandboxFor(ctx, fl.PodSandboxId)

@@ -38,8 +38,19 @@ func (s *Server) PodSandboxStats(ctx context.Context, req *runtimeapi.PodSandbox
 // ListPodSandboxStats reports the stats of the ready pods that match the
 // filter.
 func (s *Server) ListPodSandboxStats(ctx context.Context, req *runtimeapi.ListPodSandboxStatsRequest) (*runtimeapi.ListPodSandboxStatsResponse, error) {
+	fl := req.GetFilter()
+	if fl.GetId() == "" && len(fl.GetLabelSelector()) == 0 {
+		shared := context.WithoutCancel(ctx) // see ListContainerStats
+		return s.allPodStats.get(s.store.Generation, func() (*runtimeapi.ListPodSandboxStatsResponse, error) {
+			return s.listPodSandboxStats(shared, nil)
+		})
+	}
+	return s.listPodSandboxStats(ctx, fl)
+}
+
+func (s *Server) listPodSandboxStats(ctx context.Context, fl *runtimeapi.PodSandboxStatsFilter) (*runtimeapi.ListPodSandboxStatsResponse, error) {
 	f := db.SandboxFilter{State: db.SandboxReady}
-	if fl := req.GetFilter(); fl != nil {
+	if fl != nil {
 		f.IDPrefix, f.Labels = fl.Id, fl.LabelSelector
 	}
 	sbs, err := s.store.ListSandboxes(ctx, f)

@@ -89,6 +89,9 @@ type Server struct {
 	ctrList  *listCache[*runtimeapi.Container]
 	podList  *listCache[*runtimeapi.PodSandbox]
 
+	allCtrStats sharedReading[*runtimeapi.ListContainerStatsResponse]  // unfiltered ListContainerStats
+	allPodStats sharedReading[*runtimeapi.ListPodSandboxStatsResponse] // unfiltered ListPodSandboxStats
+
 	clampOOM    bool
 	cgroupNS    bool
 	missing     ocispec.MissingControllers
