@@ -144,7 +144,7 @@ func run(args []string, stdout io.Writer) (retErr error) {
 			return err
 		}
 		defer func() {
-			if retErr != nil {
+			if retErr != nil && ctx.Err() == nil { // not after a ^C
 				fmt.Fprintf(os.Stderr, "scale: the end of crispd's log:\n%s\n", tail(env.daemon.logPath, 30))
 			}
 			if err := env.close(); err != nil {
