@@ -40,12 +40,16 @@ type GRPCConfig struct {
 	// so they see the status a client gets (crispd's metrics).
 	Unary  grpc.UnaryServerInterceptor
 	Stream grpc.StreamServerInterceptor
+	// Ready, when set, holds every unary call that changes the node until
+	// it is closed (after the startup reconcile); reads go through at
+	// once (see readOnly).
+	Ready <-chan struct{}
 }
 
 // NewGRPCServer returns a gRPC server with crisp's guards, outermost
 // first: the error-to-status mapping and call log, recovery from a
-// handler's panic (Internal, never a crash), the in-flight bound, and
-// request validation. Register the services on it.
+// handler's panic (Internal, never a crash), the wait for Ready, the
+// in-flight bound, and request validation. Register the services on it.
 func NewGRPCServer(c GRPCConfig) *grpc.Server {
 	n := c.MaxInFlight
 	if n <= 0 {
@@ -68,6 +72,9 @@ func NewGRPCServer(c GRPCConfig) *grpc.Server {
 			UnaryInterceptor(c.Log),
 			func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
 				defer recoverPanic(c.Log, info.FullMethod, &err)
+				if err := waitReady(ctx, c.Ready, info.FullMethod); err != nil {
+					return nil, err
+				}
 				release, err := lim.acquire(ctx)
 				if err != nil {
 					return nil, err

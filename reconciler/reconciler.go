@@ -79,7 +79,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, trigger Trigger, dryRun bool
 	} else {
 		grace := r.cfg.Grace
 		if trigger == TriggerStartup {
-			grace = 0 // the CRI socket is not open yet: no call can be in flight
+			grace = 0 // calls that change the node wait for this pass: none is in flight
 		}
 		actions := Diff(snap, r.now(), grace)
 		if dryRun {
@@ -162,7 +162,8 @@ func (r *Reconciler) record(ctx context.Context, rep Report) error {
 
 // Run owns the reconcile loop until ctx ends: a pass every interval, with up
 // to 10% jitter so that a fleet's nodes do not pass in step. The startup
-// pass is the caller's (it must finish before the CRI socket opens).
+// pass is the caller's (it must run alone: no call that changes the node
+// may be in flight).
 func (r *Reconciler) Run(ctx context.Context) {
 	for {
 		wait := r.cfg.Interval + time.Duration(rand.Int64N(int64(r.cfg.Interval)/10+1))

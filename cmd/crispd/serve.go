@@ -55,6 +55,7 @@ const shutdownTimeout = 10 * time.Second
 // loop. Stop order: sockets, loop, database, and the clean-shutdown marker
 // last.
 func serve(ctx context.Context, cfg config.Config, reload func() (config.Config, error)) (retErr error) {
+	up := stepClock{start: time.Now()}
 	level := new(slog.LevelVar)
 	log, err := logging.New(os.Stderr, level, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
@@ -74,14 +75,15 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 	if err != nil {
 		return err
 	}
-	store, err := openState(ctx, cfg, clean, log)
+	store, rowsCurrent, err := openState(ctx, cfg, clean, log)
 	if err != nil {
 		return err
 	}
-	var down stopClock
+	up.step(log, "start: database open")
+	var down stepClock
 	defer func() {
 		err := store.Close()
-		down.step(log, "database closed")
+		down.step(log, "shutdown: database closed")
 		if err != nil {
 			retErr = errors.Join(retErr, fmt.Errorf("close state database: %w", err))
 			return
@@ -92,6 +94,27 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 		}
 	}()
 
+	crispdPath, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find crispd's own binary: %w", err)
+	}
+	runtimes := map[string]*oci.Runtime{}
+	handlers := map[string]cri.Handler{}
+	var infoHandlers []*adminpb.RuntimeHandler
+	trustCfg := trust.Config{Handlers: map[string]trust.Class{}, TrustedHandler: cfg.Trust.DefaultRuntime,
+		UntrustedHandler: cfg.Trust.UntrustedRuntime, DefaultTrust: trust.Class(cfg.Trust.DefaultWorkloadTrust),
+		FallbackTrusted: cfg.Trust.UntrustedFallback == "trusted"}
+	trustCfg.HostAccessTrusted = cfg.Trust.UntrustedHostAccess == "trusted"
+	trustCfg.AllowTrustedRuntimeClass = cfg.Trust.AllowTrustedRuntimeClass
+	for _, name := range cfg.HandlerNames() {
+		h := cfg.Runtimes[name]
+		runtimes[name] = oci.New(oci.Handler{Name: name, Path: h.Path, Root: h.Root, Type: h.Type, ExtraArgs: h.ExtraArgs,
+			Network: h.Network, NetNSShim: []string{crispdPath, "runsc-netns-shim"}, Monitor: []string{crispdPath, "monitor"}},
+			cfg.Conmon, files, log)
+	}
+	// Asked while storage and the network open: each answer is a process.
+	features := make(chan map[string]oci.Features, 1)
+	go func() { features <- probeFeatures(ctx, runtimes, log) }()
 	images, err := storage.Open(storage.Config{
 		Driver: cfg.Storage.Driver, DriverOptions: cfg.Storage.DriverOptions,
 		GraphRoot: cfg.Storage.GraphRoot, RunRoot: cfg.Storage.RunRoot,
@@ -107,41 +130,15 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 		if err := images.Shutdown(); err != nil {
 			retErr = errors.Join(retErr, err)
 		}
-		down.step(log, "storage shut down")
+		down.step(log, "shutdown: storage shut down")
 	}()
 
+	up.step(log, "start: storage open")
 	netMgr, err := openNetwork(ctx, cfg, store, files, log)
 	if err != nil {
 		return err
 	}
-	crispdPath, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("find crispd's own binary: %w", err)
-	}
-	runtimes := map[string]*oci.Runtime{}
-	handlers := map[string]cri.Handler{}
-	var infoHandlers []*adminpb.RuntimeHandler
-	trustCfg := trust.Config{Handlers: map[string]trust.Class{}, TrustedHandler: cfg.Trust.DefaultRuntime,
-		UntrustedHandler: cfg.Trust.UntrustedRuntime, DefaultTrust: trust.Class(cfg.Trust.DefaultWorkloadTrust),
-		FallbackTrusted: cfg.Trust.UntrustedFallback == "trusted"}
-	trustCfg.HostAccessTrusted = cfg.Trust.UntrustedHostAccess == "trusted"
-	trustCfg.AllowTrustedRuntimeClass = cfg.Trust.AllowTrustedRuntimeClass
-	for _, name := range cfg.HandlerNames() {
-		h := cfg.Runtimes[name]
-		rt := oci.New(oci.Handler{Name: name, Path: h.Path, Root: h.Root, Type: h.Type, ExtraArgs: h.ExtraArgs,
-			Network: h.Network, NetNSShim: []string{crispdPath, "runsc-netns-shim"}, Monitor: []string{crispdPath, "monitor"}},
-			cfg.Conmon, files, log)
-		runtimes[name] = rt
-		feats, err := rt.ProbeFeatures(ctx)
-		if err != nil {
-			log.Info("runtime reports no features: none advertised to kubelet", slog.String(logkey.Runtime, name), slog.Any("error", err))
-		}
-		handlers[name] = cri.Handler{Runtime: rt, Class: h.Class,
-			Annotations:                  ocispec.Passthrough{Pod: h.PodAnnotations, Container: h.ContainerAnnotations},
-			PrivilegedWithoutHostDevices: h.PrivilegedWithoutHostDevices, Features: feats}
-		infoHandlers = append(infoHandlers, &adminpb.RuntimeHandler{Name: name, Class: h.Class, Path: h.Path, Root: h.Root})
-		trustCfg.Handlers[name] = trust.Class(h.Class)
-	}
+	up.step(log, "start: network open")
 	// Metrics exist even when not served: the interceptors stay cheap.
 	mets := metrics.New(store, log)
 	var metricsLis net.Listener
@@ -151,8 +148,21 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 		}
 		defer metricsLis.Close()
 	}
-	rec := startReconciler(ctx, cfg, store, node.New(node.Config{Storage: images, Runtimes: runtimes, Network: netMgr,
+	rec := newReconciler(cfg, store, node.New(node.Config{Storage: images, Runtimes: runtimes, Network: netMgr,
 		Files: files, GraphRoot: cfg.Storage.GraphRoot, Log: log}), mets.ObservePass, log)
+	// Reads are served from the rows as they are while the startup
+	// reconcile runs; calls that change the node wait for it.
+	ready := make(chan struct{})
+	feats := <-features
+	up.step(log, "start: runtimes probed")
+	for _, name := range cfg.HandlerNames() {
+		h := cfg.Runtimes[name]
+		handlers[name] = cri.Handler{Runtime: runtimes[name], Class: h.Class,
+			Annotations:                  ocispec.Passthrough{Pod: h.PodAnnotations, Container: h.ContainerAnnotations},
+			PrivilegedWithoutHostDevices: h.PrivilegedWithoutHostDevices, Features: feats[name]}
+		infoHandlers = append(infoHandlers, &adminpb.RuntimeHandler{Name: name, Class: h.Class, Path: h.Path, Root: h.Root})
+		trustCfg.Handlers[name] = trust.Class(h.Class)
+	}
 
 	hostCaps, err := ocispec.CurrentCapabilities()
 	if err != nil {
@@ -164,7 +174,7 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 	}
 	criServer := cri.NewGRPCServer(cri.GRPCConfig{Log: log.With(slog.String("service", "cri")),
 		Validator: validate.New(validate.DefaultLimits(), nil), MaxInFlight: cfg.MaxConcurrentRequests,
-		Unary: mets.UnaryInterceptor(), Stream: mets.StreamInterceptor()})
+		Unary: mets.UnaryInterceptor(), Stream: mets.StreamInterceptor(), Ready: ready})
 	mounts, err := host.ReadMounts()
 	if err != nil {
 		return err
@@ -192,7 +202,7 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 	runtimeapi.RegisterImageServiceServer(criServer, crisvc)
 
 	adminServer := cri.NewGRPCServer(cri.GRPCConfig{Log: log.With(slog.String("service", "admin")),
-		Unary: mets.UnaryInterceptor(), Stream: mets.StreamInterceptor()})
+		Unary: mets.UnaryInterceptor(), Stream: mets.StreamInterceptor(), Ready: ready})
 	info := &adminpb.InfoResponse{
 		Version: cri.Version, GoVersion: runtime.Version(), CriApiVersion: cri.CRIAPIVersion,
 		Paths: map[string]string{
@@ -204,17 +214,53 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 	}
 	adminpb.RegisterAdminServer(adminServer, cri.NewAdminServer(adminReconciler{rec}, store, images, info))
 
-	criLis, err := listenUnix(cfg.Socket, 0o660)
-	if err != nil {
-		return err
-	}
-	adminLis, err := listenUnix(cfg.AdminSocket, 0o600)
-	if err != nil {
-		criLis.Close()
-		return err
-	}
-
 	var wg sync.WaitGroup
+	// The events reader stops before the gRPC servers do: their graceful
+	// stop waits for open GetContainerEvents streams, and stopping the
+	// reader ends them.
+	eventsCtx, stopEvents := context.WithCancel(context.Background())
+	defer stopEvents()
+	wg.Go(func() { crisvc.WatchEvents(eventsCtx) })
+	errs := make(chan error, 2)
+	metricsCtx, stopMetrics := context.WithCancel(context.Background())
+	defer stopMetrics()
+	if metricsLis != nil {
+		wg.Go(func() { mets.Serve(metricsCtx, metricsLis, log.With(slog.String("service", "metrics"))) })
+		log.Info("metrics endpoint listening", slog.String("addr", metricsLis.Addr().String()))
+	}
+	serveSockets := func() error {
+		criLis, err := listenUnix(cfg.Socket, 0o660)
+		if err != nil {
+			return err
+		}
+		adminLis, err := listenUnix(cfg.AdminSocket, 0o600)
+		if err != nil {
+			criLis.Close()
+			return err
+		}
+		wg.Go(func() { errs <- criServer.Serve(criLis) })
+		wg.Go(func() { errs <- adminServer.Serve(adminLis) })
+		log.Info("crispd serving", slog.String("socket", cfg.Socket), slog.String("admin_socket", cfg.AdminSocket),
+			slog.String("database", cfg.Database), slog.Bool("clean_start", clean), slog.Bool("reads_before_startup_reconcile", rowsCurrent))
+		return nil
+	}
+	// Rows kept by a crispd of this boot are what kubelet saw: they answer
+	// its relist at once, while the startup reconcile repairs what a crash
+	// left. Rows rebuilt from the node, or from before a reboot, are not
+	// yet what kubelet must see: the sockets open after the pass.
+	up.step(log, "start: services built")
+	if rowsCurrent {
+		if err := serveSockets(); err != nil {
+			return err
+		}
+	}
+	startupReconcile(ctx, rec, log)
+	if !rowsCurrent {
+		if err := serveSockets(); err != nil {
+			return err
+		}
+	}
+	close(ready)
 	loopCtx, stopLoop := context.WithCancel(context.Background())
 	wg.Go(func() { rec.Run(loopCtx) })
 	wg.Go(func() { layers.Run(loopCtx) })
@@ -223,22 +269,6 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 			log.Error("watch container exits", slog.Any(logkey.Err, err))
 		}
 	})
-	// The events reader stops before the gRPC servers do: their graceful
-	// stop waits for open GetContainerEvents streams, and stopping the
-	// reader ends them.
-	eventsCtx, stopEvents := context.WithCancel(context.Background())
-	wg.Go(func() { crisvc.WatchEvents(eventsCtx) })
-	errs := make(chan error, 2)
-	wg.Go(func() { errs <- criServer.Serve(criLis) })
-	wg.Go(func() { errs <- adminServer.Serve(adminLis) })
-	metricsCtx, stopMetrics := context.WithCancel(context.Background())
-	defer stopMetrics()
-	if metricsLis != nil {
-		wg.Go(func() { mets.Serve(metricsCtx, metricsLis, log.With(slog.String("service", "metrics"))) })
-		log.Info("metrics endpoint listening", slog.String("addr", metricsLis.Addr().String()))
-	}
-	log.Info("crispd serving", slog.String("socket", cfg.Socket), slog.String("admin_socket", cfg.AdminSocket),
-		slog.String("database", cfg.Database), slog.Bool("clean_start", clean))
 	notifySystemd(daemon.SdNotifyReady, log)
 
 	var serveErr error
@@ -253,10 +283,10 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 	stopEvents()
 	stopMetrics()
 	gracefulStop(criServer, adminServer)
-	down.step(log, "gRPC servers stopped")
+	down.step(log, "shutdown: gRPC servers stopped")
 	stopLoop()
 	wg.Wait()
-	down.step(log, "loops stopped")
+	down.step(log, "shutdown: loops stopped")
 	os.Remove(cfg.Socket)
 	os.Remove(cfg.AdminSocket)
 	return serveErr
@@ -327,13 +357,34 @@ func podCIDRs(ctx context.Context, cfg config.Config, store *db.Store) ([]netip.
 	return cfg.Network.Bridge.Subnets()
 }
 
-// stopClock times the steps of a shutdown, at debug level, so that a slow
-// stop shows where it waits.
-type stopClock struct{ start time.Time }
+// probeFeatures asks every handler's runtime what it can do, all at once:
+// each answer costs a process start, which a restart waits for.
+func probeFeatures(ctx context.Context, runtimes map[string]*oci.Runtime, log *slog.Logger) map[string]oci.Features {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	out := make(map[string]oci.Features, len(runtimes))
+	for name, rt := range runtimes {
+		wg.Go(func() {
+			feats, err := rt.ProbeFeatures(ctx)
+			if err != nil {
+				log.Info("runtime reports no features: none advertised to kubelet", slog.String(logkey.Runtime, name), slog.Any("error", err))
+			}
+			mu.Lock()
+			out[name] = feats
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
 
-func (c *stopClock) step(log *slog.Logger, what string) {
+// stepClock times the steps of a start or a shutdown, at debug level, so
+// that a slow one shows where it waits.
+type stepClock struct{ start time.Time }
+
+func (c *stepClock) step(log *slog.Logger, what string) {
 	if !c.start.IsZero() {
-		log.Debug("shutdown: "+what, slog.Duration(logkey.Took, time.Since(c.start)))
+		log.Debug(what, slog.Duration(logkey.Took, time.Since(c.start)))
 	}
 }
 

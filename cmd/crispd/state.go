@@ -19,24 +19,38 @@ import (
 // A corrupt one (not a database, or failing quick_check) is moved aside to
 // <database>.corrupt-<time>, never deleted, and a fresh one takes its
 // place; so does a missing one. Either way the startup reconcile then
-// rebuilds every pod and container from the node.
-func openState(ctx context.Context, cfg config.Config, clean bool, log *slog.Logger) (*db.Store, error) {
-	if _, err := os.Stat(cfg.Database); errors.Is(err, os.ErrNotExist) {
+// rebuilds every pod and container from the node. rowsCurrent says the
+// rows are those a crispd of this boot kept (the database was there and
+// its last pass ran in this boot): what kubelet last saw.
+func openState(ctx context.Context, cfg config.Config, clean bool, log *slog.Logger) (_ *db.Store, rowsCurrent bool, _ error) {
+	_, err := os.Stat(cfg.Database)
+	existed := err == nil
+	if errors.Is(err, os.ErrNotExist) {
 		log.Warn("no state database; starting a new one, rebuilt from the node", slog.String("database", cfg.Database))
 	}
 	store, err := openChecked(ctx, cfg, clean, log)
+	if err == nil {
+		// The rows are kubelet's view only if they are this boot's.
+		last, err := store.NodeValue(ctx, db.NodeBootID)
+		if err != nil {
+			store.Close()
+			return nil, false, err
+		}
+		return store, existed && last != "" && last == bootID(cfg.Reconciler.BootIDFile), nil
+	}
 	if !errors.Is(err, db.ErrCorrupt) {
-		return store, err
+		return nil, false, err
 	}
 	aside := cfg.Database + ".corrupt-" + time.Now().UTC().Format("20060102T150405.000Z")
 	log.Error("state database is corrupt; moving it aside and rebuilding from the node",
 		slog.String("database", cfg.Database), slog.String("moved_to", aside), slog.Any(logkey.Err, err))
 	for _, suffix := range []string{"", "-wal", "-shm"} {
 		if err := os.Rename(cfg.Database+suffix, aside+suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("move corrupt state database aside: %w", err)
+			return nil, false, fmt.Errorf("move corrupt state database aside: %w", err)
 		}
 	}
-	return db.Open(ctx, cfg.Database, db.Options{Synchronous: cfg.SQLite.Synchronous})
+	store, err = db.Open(ctx, cfg.Database, db.Options{Synchronous: cfg.SQLite.Synchronous})
+	return store, false, err
 }
 
 func openChecked(ctx context.Context, cfg config.Config, clean bool, log *slog.Logger) (*db.Store, error) {
@@ -54,23 +68,27 @@ func openChecked(ctx context.Context, cfg config.Config, clean bool, log *slog.L
 	return store, nil
 }
 
-// startReconciler builds the reconciler over the node and runs the
-// startup pass, which must end before the CRI socket opens. A pass that
-// fails, or actions that fail, are logged and recorded, never fatal: the
-// periodic loop tries again, and a crispd that answers serves kubelet
-// better than one that does not start.
-func startReconciler(ctx context.Context, cfg config.Config, store *db.Store, n *node.Node, onPass func(reconciler.Report), log *slog.Logger) *reconciler.Reconciler {
-	rec := reconciler.New(store, n, n, n, reconciler.Config{
+// newReconciler builds the reconciler over the node.
+func newReconciler(cfg config.Config, store *db.Store, n *node.Node, onPass func(reconciler.Report), log *slog.Logger) *reconciler.Reconciler {
+	return reconciler.New(store, n, n, n, reconciler.Config{
 		Interval: cfg.Reconciler.Interval.Duration, Grace: cfg.Reconciler.Grace.Duration,
 		ActionTimeout: cfg.Reconciler.ActionTimeout.Duration, BootID: bootID(cfg.Reconciler.BootIDFile),
 		OnPass: onPass,
 	}, log.With(slog.String("service", "reconciler")))
+}
+
+// startupReconcile runs the startup pass, which repairs what a crash or a
+// reboot left and must run alone: the servers hold every call that
+// changes the node until it ends. A pass that fails, or actions that
+// fail, are logged and recorded, never fatal: the periodic loop tries
+// again, and a crispd that answers serves kubelet better than one that
+// does not start.
+func startupReconcile(ctx context.Context, rec *reconciler.Reconciler, log *slog.Logger) {
 	rep, err := rec.Reconcile(ctx, reconciler.TriggerStartup, false)
 	if err != nil {
 		log.Error("startup reconcile failed; serving anyway", slog.Any(logkey.Err, err))
-		return rec
+		return
 	}
 	log.Info("startup reconcile done", slog.Int("actions", len(rep.Outcomes)), slog.Int("failed", rep.Failed()),
 		slog.Duration(logkey.Took, rep.Duration))
-	return rec
 }

@@ -53,7 +53,8 @@ const (
 //     is polled every 5 ms until it accepts, then ListContainers every 5 ms.
 //   - socket-ms: from the same start to the CRI socket accepting.
 //   - startup-pass-ms: the startup reconcile pass, as recorded in
-//     reconcile_history (it runs before the socket opens).
+//     reconcile_history (the socket opens before it, or after it for a
+//     lost database).
 //   - admin-pass-ms: a `crispctl reconcile` pass once restored, as
 //     recorded in reconcile_history.
 //   - ns/op: the mean timed part of a restart: restore-to-list plus what

@@ -64,7 +64,7 @@ type localEnv struct {
 
 // startLocal starts crispd (the binary at path) and waits until it
 // answers. On error, what it set up is torn down again.
-func startLocal(ctx context.Context, path string) (_ *localEnv, retErr error) {
+func startLocal(ctx context.Context, path, keptLog string) (_ *localEnv, retErr error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("-start-crispd needs root")
 	}
@@ -96,7 +96,11 @@ func startLocal(ctx context.Context, path string) (_ *localEnv, retErr error) {
 	if err := e.setUpNetwork(); err != nil {
 		return nil, err
 	}
-	cfgPath, err := e.writeConfig()
+	level, logPath := "info", filepath.Join(e.dir, "crispd.log")
+	if keptLog != "" {
+		level, logPath = "debug", keptLog
+	}
+	cfgPath, err := e.writeConfig(level)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +108,7 @@ func startLocal(ctx context.Context, path string) (_ *localEnv, retErr error) {
 	// conmon's command line names the container's directories under the
 	// run dir: that tells this crispd's monitors from any other's.
 	e.monitorPattern = `^\S*conmon .*` + regexp.QuoteMeta(e.runDir+"/")
-	e.daemon = &childDaemon{args: []string{crispd, "--config", cfgPath}, logPath: filepath.Join(e.dir, "crispd.log")}
+	e.daemon = &childDaemon{args: []string{crispd, "--config", cfgPath}, logPath: logPath}
 	if err := e.daemon.start(ctx); err != nil {
 		return nil, err
 	}
@@ -178,16 +182,16 @@ func (e *localEnv) setUpNetwork() error {
 	return os.WriteFile(filepath.Join(confDir, "10-crisp-scale.conflist"), []byte(conf), 0o644)
 }
 
-func (e *localEnv) writeConfig() (string, error) {
+func (e *localEnv) writeConfig(logLevel string) (string, error) {
 	cfg := fmt.Sprintf(`run_dir = %q
 state_dir = %q
-log_level = "info"
+log_level = %q
 log_format = "json"
 
 [network]
 conf_dir = %q
 fallback = "none"
-`, e.runDir, filepath.Join(e.dir, "state"), filepath.Join(e.dir, "net.d"))
+`, e.runDir, filepath.Join(e.dir, "state"), logLevel, filepath.Join(e.dir, "net.d"))
 	path := filepath.Join(e.dir, "crisp.toml")
 	return path, os.WriteFile(path, []byte(cfg), 0o644)
 }

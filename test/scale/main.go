@@ -50,6 +50,7 @@ type config struct {
 	startCmd       string
 	monitorPattern string
 	startCrispd    string
+	crispdLog      string
 }
 
 func main() {
@@ -88,6 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.pidFile, "daemon-pid-file", "", "file holding the daemon's pid (restart and memory phases)")
 	fs.StringVar(&c.startCmd, "start-cmd", "", "shell `command` that starts the daemon again after the restart phase stopped it; it may return at once (background the daemon)")
 	fs.StringVar(&c.monitorPattern, "monitor-pattern", "", "`regexp` matched against each process's command line: the per-container monitors whose memory is summed (e.g. '^/usr/bin/conmon ' or 'containerd-shim.* -address /run/containerd/containerd.sock ')")
+	fs.StringVar(&c.crispdLog, "crispd-log", "", "with -start-crispd: keep crispd's log in this `file`, at debug level (crispd's step timings); default: at info level in the temp dir, removed at the end")
 	fs.StringVar(&c.startCrispd, "start-crispd", "", "start this crispd `binary` on a temp dir with a loopback-only test network and a 127.0.0.1 registry, and measure it (root; what make bench-scale does)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -139,7 +141,7 @@ func run(args []string, stdout io.Writer) (retErr error) {
 
 	var d daemon
 	if cfg.startCrispd != "" {
-		env, err := startLocal(ctx, cfg.startCrispd)
+		env, err := startLocal(ctx, cfg.startCrispd, cfg.crispdLog)
 		if err != nil {
 			return err
 		}
