@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // unlimitedV1 is the smallest value cgroup v1 uses for "no limit": the
@@ -17,15 +17,36 @@ const unlimitedV1 = 1 << 62
 
 // readFile reads a cgroup file; a missing one is (nil, nil): the kernel
 // or the hierarchy lacks it, and the counter is left out.
+//
+// It opens and reads with plain system calls: an *os.File also registers
+// with the runtime's poller (three more calls), and a list of 500
+// containers reads a dozen files each.
 func readFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	return b, nil
+	defer unix.Close(fd)
+	b := make([]byte, 0, 512)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", path, err)
+		}
+		if n == 0 {
+			return b, nil
+		}
+		b = b[:len(b)+n]
+	}
 }
 
 // readUint reads a file holding one number, or "max" (v2's no limit,
