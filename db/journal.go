@@ -23,7 +23,7 @@ func (s *Store) AppendEvent(ctx context.Context, e Event) error {
 	if e.At == 0 {
 		e.At = s.nanos()
 	}
-	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+	return s.inTxAside(ctx, func(tx *sqlx.Tx) error {
 		_, err := tx.NamedExecContext(ctx, s.q.InsertEvent, e)
 		if err = translate(err); err != nil {
 			return fmt.Errorf("journal %s event for %s: %w", e.Type, e.ObjectID, err)
@@ -42,7 +42,7 @@ func (s *Store) Events(ctx context.Context, after int64, limit int) ([]Event, er
 
 // RecordReconcileRun stores one reconciler pass.
 func (s *Store) RecordReconcileRun(ctx context.Context, r ReconcileRun) error {
-	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+	return s.inTxAside(ctx, func(tx *sqlx.Tx) error {
 		_, err := tx.NamedExecContext(ctx, s.q.InsertReconcileRun, r)
 		if err = translate(err); err != nil {
 			return fmt.Errorf("record reconcile run: %w", err)
@@ -94,17 +94,19 @@ func (s *Store) LastEventSeq(ctx context.Context) (int64, error) {
 // on the same file, send none.
 func (s *Store) Commits() <-chan struct{} { return s.commits }
 
-// Generation counts the write transactions this store has committed. A
-// reader that notes it before a query and finds it unchanged afterwards
-// knows that this store wrote nothing in between, so a view built from
-// that query is still current; writes by another process or Store are not
-// counted.
+// Generation counts the write transactions of pod or container rows this
+// store has committed. A reader that notes it before a query and finds it
+// unchanged afterwards knows that this store changed no such row in
+// between, so a view of them built from that query is still current;
+// writes by another process or Store are not counted.
 func (s *Store) Generation() uint64 { return s.gen.Load() }
 
-// committed counts the commit and hands a token to Commits' receiver
-// without ever blocking a writer.
-func (s *Store) committed() {
-	s.gen.Add(1)
+// committed counts a commit that changed pod or container rows and hands
+// a token to Commits' receiver without ever blocking a writer.
+func (s *Store) committed(podsChange bool) {
+	if podsChange {
+		s.gen.Add(1)
+	}
 	select {
 	case s.commits <- struct{}{}:
 	default:

@@ -32,7 +32,7 @@ func (s *Store) NodeValue(ctx context.Context, key string) (string, error) {
 
 // SetNodeValue stores value under key.
 func (s *Store) SetNodeValue(ctx context.Context, key, value string) error {
-	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+	return s.inTxAside(ctx, func(tx *sqlx.Tx) error {
 		if _, err := tx.ExecContext(ctx, s.q.SetNodeValue, key, value, s.nanos()); err != nil {
 			return fmt.Errorf("write node state %s: %w", key, translate(err))
 		}

@@ -43,7 +43,7 @@ type Store struct {
 	now func() time.Time
 	// commits gets a token after a write commits (see Commits).
 	commits chan struct{}
-	// gen counts committed write transactions (see Generation).
+	// gen counts committed writes of pod or container rows (see Generation).
 	gen atomic.Uint64
 	// writer is held by the one write transaction running (see inTx).
 	writer chan struct{}
@@ -136,6 +136,17 @@ func (s *Store) QuickCheck(ctx context.Context) error {
 // inTx runs fn in one write transaction, committing if fn returns nil.
 // Never call out to a runtime or the network from fn.
 func (s *Store) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	return s.write(ctx, fn, true)
+}
+
+// inTxAside is inTx for a write that changes no pod or container row (a
+// journal event, a reconcile run, a node fact): Generation stays, so the
+// views of the pods and containers built from the rows stay valid.
+func (s *Store) inTxAside(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	return s.write(ctx, fn, false)
+}
+
+func (s *Store) write(ctx context.Context, fn func(tx *sqlx.Tx) error, podsChange bool) error {
 	// SQLite runs one writer at a time. Writers of this process queue here
 	// and start the moment the last one commits; left to SQLite, each
 	// would retry BEGIN IMMEDIATE in its busy handler, asleep for up to
@@ -157,7 +168,7 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 	if err := tx.Commit(); err != nil {
 		return translate(err)
 	}
-	s.committed()
+	s.committed(podsChange)
 	return nil
 }
 

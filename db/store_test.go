@@ -264,3 +264,34 @@ func TestWriterQueueHonoursContext(t *testing.T) {
 		t.Errorf("NodeValue() = %q, %v; want v2 (the timed-out write wrote nothing)", v, err)
 	}
 }
+
+// Generation moves with every write of pod or container rows, and only
+// with those: the CRI lists' views survive events and reconcile runs.
+func TestGenerationCountsPodAndContainerWrites(t *testing.T) {
+	s := mustOpen(t)
+	ctx := context.Background()
+	g := s.Generation()
+	sb := mustReadySandbox(t, s, "gen")
+	if s.Generation() == g {
+		t.Fatalf("Generation() did not move with a new pod")
+	}
+	g = s.Generation()
+	if err := s.AppendEvent(ctx, Event{Kind: "node", ObjectID: "n", Type: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordReconcileRun(ctx, ReconcileRun{Trigger: "periodic", Counts: IntMap{}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetNodeValue(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if s.Generation() != g {
+		t.Errorf("Generation() moved with an event, a reconcile run or a node fact")
+	}
+	if _, _, err := s.CreateContainer(ctx, testContainer(sb.ID, "c")); err != nil {
+		t.Fatal(err)
+	}
+	if s.Generation() == g {
+		t.Errorf("Generation() did not move with a new container")
+	}
+}
