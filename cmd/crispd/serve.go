@@ -180,7 +180,7 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 		return err
 	}
 	layers := images.NewLayerUsages(layerUsageMaxAge, log)
-	missing := missingControllers()
+	missing := missingControllers(mounts)
 	if len(missing) > 0 {
 		log.Info("host lacks cgroup controllers: containers' limits for them are dropped", slog.Any("controllers", missing))
 	}
@@ -473,10 +473,10 @@ func pinnedImages(cfg config.Config) []string {
 
 // missingControllers are the cgroup controllers of CRI's limits that the
 // host lacks (this one: hugetlb has no v1 hierarchy).
-func missingControllers() ocispec.MissingControllers {
+func missingControllers(mounts host.Mounts) ocispec.MissingControllers {
 	var out ocispec.MissingControllers
 	for _, c := range ocispec.LimitedControllers {
-		if !host.HasController(c) {
+		if !mounts.HasController(c) {
 			out = append(out, c)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // ErrNoCgroupV1 is returned by MoveToCgroup on a host that is neither
@@ -23,9 +24,9 @@ var placeControllers = []string{"memory", "pids", "cpu", "cpuacct"}
 
 // MoveToCgroup moves pid into the cgroup at path (a cgroupfs path like
 // "/kubepods/pod1/crisp-monitor-<id>"), creating the directories, on the
-// host's cgroups: Mounts.MoveToCgroup on ReadMounts.
+// host's cgroups: Mounts.MoveToCgroup on the cgroup mounts (read once).
 func MoveToCgroup(pid int, path string) error {
-	m, err := ReadMounts()
+	m, err := cgroupMounts()
 	if err != nil {
 		return err
 	}
@@ -81,10 +82,36 @@ func writeProcs(pid int, dir string) error {
 	return nil
 }
 
-// RemoveCgroup removes the cgroup at path on every hierarchy of the
-// host's: Mounts.RemoveCgroup on ReadMounts.
-func RemoveCgroup(path string) error {
+// cgroupMounts is the cgroup part of this process's mount table, read once
+// (until a read succeeds): cgroup hierarchies are mounted at boot and stay
+// while crispd runs, while the whole table of a node with hundreds of
+// container mounts takes the kernel milliseconds to print, and a container
+// removal used to ask for it each time.
+func cgroupMounts() (Mounts, error) {
+	cgroupCache.mu.Lock()
+	defer cgroupCache.mu.Unlock()
+	if cgroupCache.ok {
+		return cgroupCache.m, nil
+	}
 	m, err := ReadMounts()
+	if err != nil {
+		return Mounts{}, err
+	}
+	m.At, m.Overlays = nil, nil // these change; callers of the cache never need them
+	cgroupCache.m, cgroupCache.ok = m, true
+	return m, nil
+}
+
+var cgroupCache struct {
+	mu sync.Mutex
+	m  Mounts
+	ok bool
+}
+
+// RemoveCgroup removes the cgroup at path on every hierarchy of the
+// host's: Mounts.RemoveCgroup on the cgroup mounts (read once).
+func RemoveCgroup(path string) error {
+	m, err := cgroupMounts()
 	if err != nil {
 		return err
 	}
@@ -110,7 +137,7 @@ func (m Mounts) RemoveCgroup(path string) error {
 // places processes in: its cgroup2 ("0::") path on a unified host, else
 // its v1 memory path; "" when pid is gone or has no such line.
 func ProcessCgroup(pid int) string {
-	m, err := ReadMounts()
+	m, err := cgroupMounts()
 	if err != nil {
 		return ""
 	}
@@ -150,12 +177,17 @@ func cgroupOf(procCgroup string, unified bool) string {
 // runtime uses there. A runtime asked for limits of a controller it cannot
 // use fails to create the container.
 func HasController(name string) bool {
-	m, err := ReadMounts()
+	m, err := cgroupMounts()
 	if err != nil {
 		return false
 	}
-	return m.hasController(name, os.ReadFile)
+	return m.HasController(name)
 }
+
+// HasController is HasController on this mount table, for a caller that
+// asks about several controllers: reading the table costs milliseconds on
+// a node with hundreds of container mounts.
+func (m Mounts) HasController(name string) bool { return m.hasController(name, os.ReadFile) }
 
 func (m Mounts) hasController(name string, readFile func(string) ([]byte, error)) bool {
 	if m.Unified == "" {
