@@ -162,11 +162,7 @@ func (s *Server) listContainersByID(ctx context.Context, fl *runtimeapi.Containe
 		if c.State == db.ContainerCreating || c.State == db.ContainerRemoving {
 			continue
 		}
-		resp.Containers = append(resp.Containers, &runtimeapi.Container{
-			Id: c.ID, PodSandboxId: c.SandboxID, Metadata: &runtimeapi.ContainerMetadata{Name: c.KubeName, Attempt: c.Attempt},
-			Image: &runtimeapi.ImageSpec{Image: c.Image}, ImageRef: c.ImageRef, ImageId: c.ImageRef, State: containerState(c.State),
-			CreatedAt: c.CreatedAt, Labels: c.Labels, Annotations: c.Annotations,
-		})
+		resp.Containers = append(resp.Containers, listedContainer(c))
 	}
 	return resp, nil
 }

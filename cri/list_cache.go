@@ -83,11 +83,7 @@ func (s *Server) listContainers(ctx context.Context) ([]*runtimeapi.Container, e
 			if c.State == db.ContainerCreating || c.State == db.ContainerRemoving {
 				continue
 			}
-			out = append(out, &runtimeapi.Container{
-				Id: c.ID, PodSandboxId: c.SandboxID, Metadata: &runtimeapi.ContainerMetadata{Name: c.KubeName, Attempt: c.Attempt},
-				Image: &runtimeapi.ImageSpec{Image: c.Image}, ImageRef: c.ImageRef, ImageId: c.ImageRef, State: containerState(c.State),
-				CreatedAt: c.CreatedAt, Labels: c.Labels, Annotations: c.Annotations,
-			})
+			out = append(out, listedContainer(c))
 		}
 		return out, nil
 	})
@@ -106,13 +102,27 @@ func (s *Server) listSandboxes(ctx context.Context) ([]*runtimeapi.PodSandbox, e
 			if sb.State == db.SandboxCreating || sb.State == db.SandboxRemoving {
 				continue // not a pod kubelet can act on yet, or any more
 			}
-			out = append(out, &runtimeapi.PodSandbox{
-				Id: sb.ID, Metadata: sandboxMetadata(sb), State: sandboxState(sb.State), CreatedAt: sb.CreatedAt,
-				Labels: sb.Labels, Annotations: sb.Annotations, RuntimeHandler: sb.Handler,
-			})
+			out = append(out, listedSandbox(sb))
 		}
 		return out, nil
 	})
+}
+
+// listedContainer is a container as ListContainers reports it.
+func listedContainer(c db.Container) *runtimeapi.Container {
+	return &runtimeapi.Container{
+		Id: c.ID, PodSandboxId: c.SandboxID, Metadata: &runtimeapi.ContainerMetadata{Name: c.KubeName, Attempt: c.Attempt},
+		Image: &runtimeapi.ImageSpec{Image: c.Image}, ImageRef: c.ImageRef, ImageId: c.ImageRef, State: containerState(c.State),
+		CreatedAt: c.CreatedAt, Labels: c.Labels, Annotations: c.Annotations,
+	}
+}
+
+// listedSandbox is a pod as ListPodSandbox reports it.
+func listedSandbox(sb db.Sandbox) *runtimeapi.PodSandbox {
+	return &runtimeapi.PodSandbox{
+		Id: sb.ID, Metadata: sandboxMetadata(sb), State: sandboxState(sb.State), CreatedAt: sb.CreatedAt,
+		Labels: sb.Labels, Annotations: sb.Annotations, RuntimeHandler: sb.Handler,
+	}
 }
 
 // hasLabels reports whether labels include every pair of selector.

@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net/netip"
 	"os"
 	"slices"
-	"strings"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -97,13 +95,9 @@ func (s *Server) UpdateRuntimeConfig(ctx context.Context, req *runtimeapi.Update
 	if cidr == "" {
 		return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
 	}
-	var subnets []netip.Prefix
-	for c := range strings.SplitSeq(cidr, ",") {
-		p, err := netip.ParsePrefix(strings.TrimSpace(c))
-		if err != nil {
-			return nil, fmt.Errorf("update runtime config: pod_cidr %q: %w", c, ErrInvalid)
-		}
-		subnets = append(subnets, p)
+	subnets, err := network.ParseCIDRs(cidr)
+	if err != nil {
+		return nil, fmt.Errorf("update runtime config: pod_cidr: %v: %w", err, ErrInvalid)
 	}
 	if err := network.CheckSubnets(subnets); err != nil {
 		return nil, fmt.Errorf("update runtime config: pod_cidr %q: %v: %w", cidr, err, ErrInvalid)

@@ -120,10 +120,7 @@ func (s *Server) listSandboxesByID(ctx context.Context, fl *runtimeapi.PodSandbo
 		if sb.State == db.SandboxCreating || sb.State == db.SandboxRemoving {
 			continue // not a pod kubelet can act on yet, or any more
 		}
-		resp.Items = append(resp.Items, &runtimeapi.PodSandbox{
-			Id: sb.ID, Metadata: sandboxMetadata(sb), State: sandboxState(sb.State), CreatedAt: sb.CreatedAt,
-			Labels: sb.Labels, Annotations: sb.Annotations, RuntimeHandler: sb.Handler,
-		})
+		resp.Items = append(resp.Items, listedSandbox(sb))
 	}
 	return resp, nil
 }

@@ -349,7 +349,7 @@ func podCIDRs(ctx context.Context, cfg config.Config, store *db.Store) ([]netip.
 		return nil, err
 	}
 	if saved != "" {
-		if subnets, err := config.ParseCIDRs(saved); err == nil && network.CheckSubnets(subnets) == nil {
+		if subnets, err := network.ParseCIDRs(saved); err == nil && network.CheckSubnets(subnets) == nil {
 			return subnets, nil
 		}
 		return nil, fmt.Errorf("the pod CIDR kept in the database (%q) is not usable; UpdateRuntimeConfig checks what it stores", saved)

@@ -116,6 +116,17 @@ type attachment struct {
 	caps map[string]any
 }
 
+// runtimeConf is rt for a run of att's conflist: with the port mappings
+// of the ADD when the caller (a restarted crispd, the reconciler) no longer
+// knows them.
+func (att attachment) runtimeConf(rt *libcni.RuntimeConf, a Attachment) *libcni.RuntimeConf {
+	out := *rt
+	if att.caps != nil && len(a.PortMappings) == 0 {
+		out.CapabilityArgs = att.caps
+	}
+	return &out
+}
+
 // attachments returns the pod's cached ADDs of its interface, whatever
 // the network. A cache entry that does not parse is an error, since DEL
 // could not run what it names.
@@ -173,11 +184,7 @@ func (m *Manager) Teardown(ctx context.Context, a Attachment) error {
 	}
 	start := time.Now()
 	for _, att := range atts {
-		rt := *rt
-		if att.caps != nil && len(a.PortMappings) == 0 {
-			rt.CapabilityArgs = att.caps
-		}
-		if err := m.cni.DelNetworkList(ctx, att.list, &rt); err != nil {
+		if err := m.cni.DelNetworkList(ctx, att.list, att.runtimeConf(rt, a)); err != nil {
 			return fmt.Errorf("cni del %s from network %q: %w", a.PodID, att.list.Name, err)
 		}
 		m.log.Info("pod network detached", slog.String(logkey.Pod, a.PodID), slog.String("network", att.list.Name),
@@ -209,11 +216,7 @@ func (m *Manager) Check(ctx context.Context, a Attachment) error {
 		return fmt.Errorf("cni check %s: %w", a.PodID, ErrNotAttached)
 	}
 	for _, att := range atts {
-		rt := *rt
-		if att.caps != nil && len(a.PortMappings) == 0 {
-			rt.CapabilityArgs = att.caps
-		}
-		if err := m.cni.CheckNetworkList(ctx, att.list, &rt); err != nil {
+		if err := m.cni.CheckNetworkList(ctx, att.list, att.runtimeConf(rt, a)); err != nil {
 			return fmt.Errorf("cni check %s on network %q: %w", a.PodID, att.list.Name, err)
 		}
 	}

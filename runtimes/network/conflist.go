@@ -86,6 +86,19 @@ func (b Bridge) check() error {
 	return CheckSubnets(b.Subnets)
 }
 
+// ParseCIDRs parses comma-separated CIDRs, as kubelet sends the pod CIDR.
+func ParseCIDRs(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for c := range strings.SplitSeq(s, ",") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(c))
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR", c)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
 // CheckSubnets checks pod CIDRs for the built-in bridge: one or two
 // network addresses (no host bits set), at most one per family, each with
 // room for the gateway and pods.

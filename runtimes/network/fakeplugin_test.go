@@ -78,14 +78,7 @@ func runFakePlugin() int {
 // recording into captureDir, with its cache in cacheDir.
 func fakeManager(t *testing.T, captureDir, cacheDir, failOn string) *Manager {
 	t.Helper()
-	plugins := t.TempDir()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(self, filepath.Join(plugins, fakePlugin)); err != nil {
-		t.Fatal(err)
-	}
+	plugins := fakePluginDir(t)
 	conf := fmt.Appendf(nil, `{"cniVersion": "1.0.0", "name": %q, "plugins": [{"type": %q,
 	  "captureDir": %q, "failOn": %q, "capabilities": {"portMappings": true}}]}`, testNet, fakePlugin, captureDir, failOn)
 	m, err := New(Config{ConfDir: confDir(t, conf), PluginDirs: []string{plugins}, CacheDir: cacheDir, NetNSDir: t.TempDir()}, testLogger(t))

@@ -76,6 +76,22 @@ func hostGet(t *testing.T, url string) string {
 	return ""
 }
 
+// removeEveryPod stops and removes every pod through the CRI, failing
+// the test on a removal that fails.
+func removeEveryPod(ctx context.Context, t *testing.T, d *harness.Daemon) {
+	t.Helper()
+	resp, err := d.Runtime().ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range resp.Items {
+		d.Runtime().StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.Id})
+		if _, err := d.Runtime().RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.Id}); err != nil {
+			t.Fatalf("RemovePodSandbox(%s) = %v", p.Id, err)
+		}
+	}
+}
+
 // freePort is a TCP port on 127.0.0.1 that nothing listens on now.
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -188,16 +204,7 @@ func TestCNIConfigDirWatched(t *testing.T) {
 	if cached("late", first) || cached("early", second) {
 		t.Errorf("after StopPodSandbox a pod is still attached (late: %v, early: %v)", cached("late", first), cached("early", second))
 	}
-	resp, err := d.Runtime().ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range resp.Items {
-		d.Runtime().StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.Id})
-		if _, err := d.Runtime().RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.Id}); err != nil {
-			t.Fatalf("RemovePodSandbox(%s) = %v", p.Id, err)
-		}
-	}
+	removeEveryPod(ctx, t, d)
 	assertNoPodLeftovers(t, d)
 }
 
@@ -254,16 +261,7 @@ func TestBuiltInBridgeTakesPodCIDR(t *testing.T) {
 	}
 	d.Restart()
 	podIPIn(ctx, t, d, podConfigLogged("restarted"), second)
-	resp, err := d.Runtime().ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range resp.Items {
-		d.Runtime().StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.Id})
-		if _, err := d.Runtime().RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.Id}); err != nil {
-			t.Fatalf("RemovePodSandbox(%s) = %v", p.Id, err)
-		}
-	}
+	removeEveryPod(ctx, t, d)
 	assertNoPodLeftovers(t, d)
 	ipam, _ := os.ReadDir(filepath.Join(d.StateDir, "cni", "ipam", "crisp"))
 	for _, e := range ipam {

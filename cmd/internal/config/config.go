@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/crisp-cri/crisp/runtimes/network"
 )
 
 //go:embed defaults.toml
@@ -290,20 +292,7 @@ func (c *Config) checkNetwork() error {
 
 // Subnets parses the subnet key: comma-separated CIDRs.
 func (b Bridge) Subnets() ([]netip.Prefix, error) {
-	return ParseCIDRs(b.Subnet)
-}
-
-// ParseCIDRs parses comma-separated CIDRs, as kubelet sends the pod CIDR.
-func ParseCIDRs(s string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for c := range strings.SplitSeq(s, ",") {
-		p, err := netip.ParsePrefix(strings.TrimSpace(c))
-		if err != nil {
-			return nil, fmt.Errorf("%q is not a CIDR", c)
-		}
-		out = append(out, p)
-	}
-	return out, nil
+	return network.ParseCIDRs(b.Subnet)
 }
 
 // sandboxing reports runtime types that isolate a workload from the host
