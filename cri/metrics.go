@@ -2,8 +2,14 @@ package cri
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crisp-cri/crisp/db"
@@ -22,27 +28,34 @@ import (
 // metricLabels are the labels of every metric, in this order.
 var metricLabels = []string{"container", "id", "image", "name", "namespace", "pod"}
 
-// metricDef is one metric crisp reports: its descriptor, its type, any
-// label past metricLabels, and how to read it.
+// metricDef is one metric crisp reports: its descriptor, its type, the
+// labels past metricLabels, and how to read it.
 type metricDef struct {
 	name, help string
 	kind       runtimeapi.MetricType
-	extra      string // "" or the one extra label (cpu, interface, failure_type)
-	// of returns the values, one per extra label value (ignored when the
-	// metric has no extra label); nothing when the figure is missing.
+	extra      []string // labels past metricLabels (cpu, interface, failure_type, …)
+	// of returns the values, each with its extra labels' values;
+	// nothing when the figure is missing.
 	of func(r *metricSource) []labeled
 }
 
 type labeled struct {
-	label string
-	value uint64
+	labels []string
+	value  uint64
 }
 
 // metricSource is one container's (or pod's) readings.
 type metricSource struct {
-	sample *cgstats.Sample
-	layer  *uint64
-	net    []netFigures
+	sample  *cgstats.Sample
+	layer   *uint64
+	fs      *fsFigures // the filesystem of the writable layers
+	net     []netFigures
+	started time.Time // zero: not known
+}
+
+// fsFigures is the size of the filesystem holding the writable layers.
+type fsFigures struct {
+	limit, inodes, inodesFree uint64
 }
 
 type netFigures struct {
@@ -52,6 +65,54 @@ type netFigures struct {
 }
 
 func one(v uint64) []labeled { return []labeled{{value: v}} }
+
+func sampleOf(f func(*cgstats.Sample) (uint64, bool)) func(*metricSource) []labeled {
+	return func(r *metricSource) []labeled {
+		if r.sample == nil {
+			return nil
+		}
+		if v, ok := f(r.sample); ok {
+			return one(v)
+		}
+		return nil
+	}
+}
+
+func throttlingOf(f func(*cgstats.Throttling) uint64) func(*metricSource) []labeled {
+	return sampleOf(func(s *cgstats.Sample) (uint64, bool) {
+		if s.CPU == nil || s.CPU.Throttling == nil {
+			return 0, false
+		}
+		return f(s.CPU.Throttling), true
+	})
+}
+
+func specOf(f func(*cgstats.Spec) uint64) func(*metricSource) []labeled {
+	return sampleOf(func(s *cgstats.Sample) (uint64, bool) {
+		if s.Spec == nil {
+			return 0, false
+		}
+		return f(s.Spec), true
+	})
+}
+
+func tasksOf(f func(*cgstats.Tasks) uint64) func(*metricSource) []labeled {
+	return sampleOf(func(s *cgstats.Sample) (uint64, bool) {
+		if s.Tasks == nil {
+			return 0, false
+		}
+		return f(s.Tasks), true
+	})
+}
+
+func fsOf(f func(*fsFigures) uint64) func(*metricSource) []labeled {
+	return func(r *metricSource) []labeled {
+		if r.fs == nil || r.layer == nil {
+			return nil
+		}
+		return one(f(r.fs))
+	}
+}
 
 const nsPerSecond = uint64(time.Second)
 
@@ -103,7 +164,7 @@ func netOf(f func(netFigures) uint64) func(*metricSource) []labeled {
 	return func(r *metricSource) []labeled {
 		var out []labeled
 		for _, n := range r.net {
-			out = append(out, labeled{label: n.name, value: f(n)})
+			out = append(out, labeled{labels: []string{n.name}, value: f(n)})
 		}
 		return out
 	}
@@ -137,12 +198,12 @@ var (
 
 // metricDefs are the metrics crisp reports, by cAdvisor's names.
 var metricDefs = []metricDef{
-	{name: "container_cpu_usage_seconds_total", help: "Cumulative cpu time consumed in seconds.", kind: counter, extra: "cpu",
+	{name: "container_cpu_usage_seconds_total", help: "Cumulative cpu time consumed in seconds.", kind: counter, extra: []string{"cpu"},
 		of: func(r *metricSource) []labeled {
 			if r.sample == nil || r.sample.CPU == nil {
 				return nil
 			}
-			return []labeled{{label: "total", value: r.sample.CPU.UsageNanos / nsPerSecond}}
+			return []labeled{{labels: []string{"total"}, value: r.sample.CPU.UsageNanos / nsPerSecond}}
 		}},
 	{name: "container_cpu_user_seconds_total", help: "Cumulative user cpu time consumed in seconds.", kind: counter,
 		of: cpuOf(func(c *cgstats.CPU) uint64 { return c.UserNanos / nsPerSecond })},
@@ -166,13 +227,13 @@ var metricDefs = []metricDef{
 		of: memOf(func(m *cgstats.Memory) uint64 { return m.MaxUsage })},
 	{name: "container_memory_failcnt", help: "Number of memory usage hits limits", kind: counter,
 		of: memOf(func(m *cgstats.Memory) uint64 { return m.Failcnt })},
-	{name: "container_memory_failures_total", help: "Cumulative count of memory allocation failures.", kind: counter, extra: "failure_type",
+	{name: "container_memory_failures_total", help: "Cumulative count of memory allocation failures.", kind: counter, extra: []string{"failure_type"},
 		of: func(r *metricSource) []labeled {
 			if r.sample == nil || r.sample.Memory == nil {
 				return nil
 			}
 			m := r.sample.Memory
-			return []labeled{{label: "pgfault", value: m.PageFaults}, {label: "pgmajfault", value: m.MajorFaults}}
+			return []labeled{{labels: []string{"pgfault"}, value: m.PageFaults}, {labels: []string{"pgmajfault"}, value: m.MajorFaults}}
 		}},
 	{name: "container_memory_swap", help: "Container swap usage in bytes.", kind: gauge,
 		of: func(r *metricSource) []labeled {
@@ -215,30 +276,128 @@ var metricDefs = []metricDef{
 		of: psiOf(ioPSI, true)},
 	{name: "container_pressure_io_waiting_seconds_total", help: "Total time duration tasks in the container have waited due to IO congestion.", kind: counter,
 		of: psiOf(ioPSI, false)},
-	{name: "container_network_receive_bytes_total", help: "Cumulative count of bytes received", kind: counter, extra: "interface",
+	{name: "container_network_receive_bytes_total", help: "Cumulative count of bytes received", kind: counter, extra: []string{"interface"},
 		of: netOf(func(n netFigures) uint64 { return n.rxBytes })},
-	{name: "container_network_receive_packets_total", help: "Cumulative count of packets received", kind: counter, extra: "interface",
+	{name: "container_network_receive_packets_total", help: "Cumulative count of packets received", kind: counter, extra: []string{"interface"},
 		of: netOf(func(n netFigures) uint64 { return n.rxPackets })},
-	{name: "container_network_receive_packets_dropped_total", help: "Cumulative count of packets dropped while receiving", kind: counter, extra: "interface",
+	{name: "container_network_receive_packets_dropped_total", help: "Cumulative count of packets dropped while receiving", kind: counter, extra: []string{"interface"},
 		of: netOf(func(n netFigures) uint64 { return n.rxDrops })},
-	{name: "container_network_receive_errors_total", help: "Cumulative count of errors encountered while receiving", kind: counter, extra: "interface",
+	{name: "container_network_receive_errors_total", help: "Cumulative count of errors encountered while receiving", kind: counter, extra: []string{"interface"},
 		of: netOf(func(n netFigures) uint64 { return n.rxErrors })},
-	{name: "container_network_transmit_bytes_total", help: "Cumulative count of bytes transmitted", kind: counter, extra: "interface",
+	{name: "container_network_transmit_bytes_total", help: "Cumulative count of bytes transmitted", kind: counter, extra: []string{"interface"},
 		of: netOf(func(n netFigures) uint64 { return n.txBytes })},
-	{name: "container_network_transmit_packets_total", help: "Cumulative count of packets transmitted", kind: counter, extra: "interface",
+	{name: "container_network_transmit_packets_total", help: "Cumulative count of packets transmitted", kind: counter, extra: []string{"interface"},
 		of: netOf(func(n netFigures) uint64 { return n.txPackets })},
-	{name: "container_network_transmit_packets_dropped_total", help: "Cumulative count of packets dropped while transmitting", kind: counter, extra: "interface",
+	{name: "container_network_transmit_packets_dropped_total", help: "Cumulative count of packets dropped while transmitting", kind: counter, extra: []string{"interface"},
 		of: netOf(func(n netFigures) uint64 { return n.txDrops })},
-	{name: "container_network_transmit_errors_total", help: "Cumulative count of errors encountered while transmitting", kind: counter, extra: "interface",
+	{name: "container_network_transmit_errors_total", help: "Cumulative count of errors encountered while transmitting", kind: counter, extra: []string{"interface"},
 		of: netOf(func(n netFigures) uint64 { return n.txErrors })},
+	{name: "container_cpu_cfs_periods_total", help: "Number of elapsed enforcement period intervals.", kind: counter,
+		of: throttlingOf(func(t *cgstats.Throttling) uint64 { return t.Periods })},
+	{name: "container_cpu_cfs_throttled_periods_total", help: "Number of throttled period intervals.", kind: counter,
+		of: throttlingOf(func(t *cgstats.Throttling) uint64 { return t.ThrottledPeriods })},
+	{name: "container_cpu_cfs_throttled_seconds_total", help: "Total time duration the container has been throttled.", kind: counter,
+		of: throttlingOf(func(t *cgstats.Throttling) uint64 { return t.ThrottledNanos / nsPerSecond })},
+	{name: "container_memory_kernel_usage", help: "Size of kernel memory allocated in bytes.", kind: gauge,
+		of: memOf(func(m *cgstats.Memory) uint64 { return m.KernelUsage })},
+	{name: "container_oom_events_total", help: "Count of out of memory events observed for the container", kind: counter,
+		of: memOf(func(m *cgstats.Memory) uint64 { return m.OOMKills })},
+	{name: "container_spec_cpu_period", help: "CPU period of the container.", kind: gauge,
+		of: specOf(func(s *cgstats.Spec) uint64 { return s.CPUPeriodMicros })},
+	{name: "container_spec_cpu_quota", help: "CPU quota of the container.", kind: gauge,
+		of: func(r *metricSource) []labeled {
+			if r.sample == nil || r.sample.Spec == nil || r.sample.Spec.CPUQuotaMicros == 0 {
+				return nil // as cAdvisor: only a container with a quota has one
+			}
+			return one(r.sample.Spec.CPUQuotaMicros)
+		}},
+	{name: "container_spec_cpu_shares", help: "CPU share of the container.", kind: gauge,
+		of: specOf(func(s *cgstats.Spec) uint64 { return s.CPUShares })},
+	{name: "container_spec_memory_limit_bytes", help: "Memory limit for the container.", kind: gauge,
+		of: memOf(func(m *cgstats.Memory) uint64 { return m.Limit })},
+	{name: "container_spec_memory_swap_limit_bytes", help: "Memory swap limit for the container.", kind: gauge,
+		of: specOf(func(s *cgstats.Spec) uint64 { return s.MemorySwapLimit })},
+	{name: "container_threads_max", help: "Maximum number of threads allowed inside the container, infinity if value is zero", kind: gauge,
+		of: sampleOf(func(s *cgstats.Sample) (uint64, bool) {
+			if s.Pids == nil {
+				return 0, false
+			}
+			return s.Pids.Limit, true
+		})},
+	{name: "container_processes", help: "Number of processes running inside the container.", kind: gauge,
+		of: tasksOf(func(t *cgstats.Tasks) uint64 { return t.Processes })},
+	{name: "container_file_descriptors", help: "Number of open file descriptors for the container.", kind: gauge,
+		of: tasksOf(func(t *cgstats.Tasks) uint64 { return t.FileDescriptors })},
+	{name: "container_sockets", help: "Number of open sockets for the container.", kind: gauge,
+		of: tasksOf(func(t *cgstats.Tasks) uint64 { return t.Sockets })},
+	{name: "container_fs_limit_bytes", help: "Number of bytes that can be consumed by the container on this filesystem.", kind: gauge,
+		of: fsOf(func(f *fsFigures) uint64 { return f.limit })},
+	{name: "container_fs_inodes_total", help: "Number of Inodes", kind: gauge,
+		of: fsOf(func(f *fsFigures) uint64 { return f.inodes })},
+	{name: "container_fs_inodes_free", help: "Number of available Inodes", kind: gauge,
+		of: fsOf(func(f *fsFigures) uint64 { return f.inodesFree })},
+	{name: "container_blkio_device_usage_total", help: "Blkio device bytes usage", kind: counter,
+		extra: []string{"device", "major", "minor", "operation"},
+		of: func(r *metricSource) []labeled {
+			if r.sample == nil || r.sample.IO == nil {
+				return nil
+			}
+			var out []labeled
+			for _, d := range r.sample.IO.Devices {
+				name, major, minor := blockDevice(d.Major, d.Minor), strconv.Itoa(int(d.Major)), strconv.Itoa(int(d.Minor))
+				out = append(out, labeled{labels: []string{name, major, minor, "Read"}, value: d.ReadBytes},
+					labeled{labels: []string{name, major, minor, "Write"}, value: d.WriteBytes})
+			}
+			return out
+		}},
+	{name: "container_start_time_seconds", help: "Start time of the container since unix epoch in seconds.", kind: gauge,
+		of: func(r *metricSource) []labeled {
+			if r.started.IsZero() {
+				return nil
+			}
+			return one(uint64(r.started.Unix()))
+		}},
+	{name: "container_last_seen", help: "Last time a container was seen by the exporter", kind: gauge,
+		of: func(r *metricSource) []labeled {
+			if r.sample == nil {
+				return nil
+			}
+			return one(uint64(r.sample.Time.Unix()))
+		}},
+}
+
+// blockDevices caches the names of block devices by number.
+var blockDevices sync.Map // "major:minor" → name
+
+// blockDevice is the kernel's name of a block device ("sda"), from the
+// /sys/dev/block link; "" if it has none.
+func blockDevice(major, minor uint32) string {
+	key := fmt.Sprintf("%d:%d", major, minor)
+	if v, ok := blockDevices.Load(key); ok {
+		return v.(string)
+	}
+	name := ""
+	if target, err := os.Readlink(filepath.Join("/sys/dev/block", key)); err == nil {
+		name = filepath.Base(target)
+	}
+	blockDevices.Store(key, name)
+	return name
+}
+
+// layerFS measures the filesystem at root; nil when it cannot.
+func layerFS(root string) *fsFigures {
+	if root == "" {
+		return nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(root, &st); err != nil {
+		return nil
+	}
+	return &fsFigures{limit: st.Blocks * uint64(st.Bsize), inodes: st.Files, inodesFree: st.Ffree}
 }
 
 func (d metricDef) labelKeys() []string {
-	keys := append([]string(nil), metricLabels...)
-	if d.extra != "" {
-		keys = append(keys, d.extra)
-	}
-	return keys
+	return append(append([]string(nil), metricLabels...), d.extra...)
 }
 
 // ListMetricDescriptors names every metric ListPodSandboxMetrics returns.
@@ -262,23 +421,27 @@ func (s *Server) ListPodSandboxMetrics(ctx context.Context, _ *runtimeapi.ListPo
 		return nil, err
 	}
 	resp := &runtimeapi.ListPodSandboxMetricsResponse{}
+	fs := layerFS(s.layerRoot)
 	for _, r := range rs {
-		resp.PodMetrics = append(resp.PodMetrics, s.podMetrics(r))
+		resp.PodMetrics = append(resp.PodMetrics, s.podMetrics(r, fs))
 	}
 	return resp, nil
 }
 
-func (s *Server) podMetrics(r podReading) *runtimeapi.PodSandboxMetrics {
+func (s *Server) podMetrics(r podReading, fs *fsFigures) *runtimeapi.PodSandboxMetrics {
 	sb := r.sb
 	pm := &runtimeapi.PodSandboxMetrics{PodSandboxId: sb.ID}
-	pod := &metricSource{sample: r.sample}
+	pod := &metricSource{sample: r.sample, started: time.Unix(0, sb.CreatedAt)}
 	for _, n := range r.net {
 		pod.net = append(pod.net, netFigures{name: n.Name, rxBytes: n.RxBytes, rxPackets: n.RxPackets, rxErrors: n.RxErrors, rxDrops: n.RxDropped,
 			txBytes: n.TxBytes, txPackets: n.TxPackets, txErrors: n.TxErrors, txDrops: n.TxDropped})
 	}
 	pm.Metrics = metricsOf(pod, []string{"", r.cgroup, "", "", sb.KubeNamespace, sb.KubeName})
 	for _, c := range r.containers {
-		src := &metricSource{sample: c.sample}
+		src := &metricSource{sample: c.sample, fs: fs}
+		if c.c.StartedAt != 0 {
+			src.started = time.Unix(0, c.c.StartedAt)
+		}
 		if c.layer != nil {
 			src.layer = &c.layer.Bytes
 		}
@@ -294,8 +457,8 @@ func metricsOf(src *metricSource, labels []string) []*runtimeapi.Metric {
 	for _, d := range metricDefs {
 		for _, v := range d.of(src) {
 			values := labels
-			if d.extra != "" {
-				values = append(append([]string(nil), labels...), v.label)
+			if len(d.extra) > 0 {
+				values = append(append([]string(nil), labels...), v.labels...)
 			}
 			out = append(out, &runtimeapi.Metric{Name: d.name, MetricType: d.kind, LabelValues: values, Value: u64(v.value)})
 		}

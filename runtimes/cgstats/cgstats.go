@@ -30,6 +30,11 @@ type Sample struct {
 	Swap   *Swap
 	IO     *IO
 	Pids   *Pids
+	// Spec is the CPU limits set on the cgroup (PartDetail).
+	Spec *Spec
+	// Tasks counts the cgroup's processes and their open files
+	// (PartTasks).
+	Tasks *Tasks
 }
 
 // CPU is cumulative CPU time, in nanoseconds.
@@ -37,7 +42,36 @@ type CPU struct {
 	UsageNanos  uint64
 	UserNanos   uint64 // 0 where the kernel does not split it
 	SystemNanos uint64
-	PSI         *PSI
+	// Throttling is nil without the cpu controller.
+	Throttling *Throttling
+	PSI        *PSI
+}
+
+// Throttling is the CFS bandwidth counters: periods with a quota in
+// force, those in which the cgroup ran out of it, and the time it waited.
+type Throttling struct {
+	Periods          uint64
+	ThrottledPeriods uint64
+	ThrottledNanos   uint64
+}
+
+// Spec is what the cgroup is allowed, as cAdvisor reports a container's
+// spec: 0 where no limit is set.
+type Spec struct {
+	CPUShares       uint64 // v2: cpu.weight converted back to shares
+	CPUPeriodMicros uint64
+	CPUQuotaMicros  uint64
+	// MemorySwapLimit is the kernel's swap limit file: memory plus swap
+	// on v1 (memsw), swap alone on v2. 0 without swap accounting.
+	MemorySwapLimit uint64
+}
+
+// Tasks is the processes of the cgroup and of every cgroup beneath it,
+// with their open file descriptors and how many of those are sockets.
+type Tasks struct {
+	Processes       uint64
+	FileDescriptors uint64
+	Sockets         uint64
 }
 
 // Memory is the cgroup's memory use, in bytes, and its page-fault counts.
@@ -57,6 +91,8 @@ type Memory struct {
 	Failcnt      uint64 // times usage hit the limit (v1 failcnt, v2 events "max")
 	MaxUsage     uint64 // v1 only: the high-water mark
 	Limit        uint64 // 0 when unlimited
+	KernelUsage  uint64 // kernel memory charged to the cgroup (PartDetail)
+	OOMKills     uint64 // processes the OOM killer killed in it (PartDetail)
 	PSI          *PSI
 }
 
@@ -96,7 +132,15 @@ type IO struct {
 	WriteBytes uint64
 	Reads      uint64
 	Writes     uint64
-	PSI        *PSI
+	// Devices is the bytes by device (PartDetail).
+	Devices []DeviceIO
+	PSI     *PSI
+}
+
+// DeviceIO is the bytes a cgroup read from and wrote to one block device.
+type DeviceIO struct {
+	Major, Minor          uint32
+	ReadBytes, WriteBytes uint64
 }
 
 // Pids is the number of tasks in the cgroup.
@@ -130,6 +174,8 @@ type Reader struct {
 	// unified host, only pressure on a hybrid one (runc places containers
 	// in the unified tree too, and PSI works there without controllers).
 	v2 string
+	// proc is where PartTasks finds processes: /proc, or a test's tree.
+	proc string
 }
 
 // New returns a Reader over the host's cgroup mounts m (host.ReadMounts).
@@ -140,7 +186,7 @@ func New(m host.Mounts) *Reader {
 	if m.Unified != "" {
 		return NewAt(nil, m.Unified)
 	}
-	r := &Reader{v1: map[string]string{}}
+	r := &Reader{v1: map[string]string{}, proc: "/proc"}
 	for ctrl, mnt := range m.V1 {
 		r.v1[ctrl] = mnt
 	}
@@ -157,7 +203,7 @@ func NewAt(v1 map[string]string, v2 string) *Reader {
 	if v1 == nil {
 		v1 = map[string]string{}
 	}
-	return &Reader{v1: v1, v2: v2}
+	return &Reader{v1: v1, v2: v2, proc: "/proc"}
 }
 
 // Unified reports whether the resource counters come from cgroup v2.
@@ -183,11 +229,15 @@ const (
 	// PartPressure is CPU, memory and I/O PSI (three files).
 	PartPressure
 	// PartDetail adds what only metrics report: the user/system CPU
-	// split, memory failcnt and, on v1, its high-water mark.
+	// split, CFS throttling, memory failcnt, kernel memory, OOM kills
+	// and, on v1, the high-water mark, bytes by device, and the Spec.
 	PartDetail
+	// PartTasks counts processes, file descriptors and sockets: a walk of
+	// /proc/<pid>/fd for every process, the dearest part by far.
+	PartTasks
 
 	// AllParts is every counter.
-	AllParts = PartCPU | PartMemory | PartIO | PartPids | PartPressure | PartDetail
+	AllParts = PartCPU | PartMemory | PartIO | PartPids | PartPressure | PartDetail | PartTasks
 )
 
 // Read reads every counter of the cgroup at path: ReadParts with

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 )
 
@@ -36,6 +37,12 @@ func hybridFixture(t *testing.T) *Reader {
 		"memory" + cg + "/memory.memsw.limit_in_bytes": "67108864\n",
 		"memory" + cg + "/memory.failcnt":              "3\n",
 		"memory" + cg + "/memory.max_usage_in_bytes":   "12000000\n",
+		"memory" + cg + "/memory.kmem.usage_in_bytes":  "524288\n",
+		"memory" + cg + "/memory.oom_control":          "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+		"cpu" + cg + "/cpu.stat":                       "nr_periods 10\nnr_throttled 4\nthrottled_time 3000000000\nnr_bursts 0\n",
+		"cpu" + cg + "/cpu.shares":                     "512\n",
+		"cpu" + cg + "/cpu.cfs_period_us":              "100000\n",
+		"cpu" + cg + "/cpu.cfs_quota_us":               "50000\n",
 		"cpuacct" + cg + "/cpuacct.usage":              "5000000000\n",
 		"cpuacct" + cg + "/cpuacct.usage_user":         "3000000000\n",
 		"cpuacct" + cg + "/cpuacct.usage_sys":          "2000000000\n",
@@ -49,7 +56,7 @@ func hybridFixture(t *testing.T) *Reader {
 		"unified" + cg + "/io.pressure":                        "some avg10=0.00 avg60=0.00 avg300=0.00 total=9\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=8\n",
 	})
 	return NewAt(map[string]string{
-		"memory": filepath.Join(root, "memory"), "cpuacct": filepath.Join(root, "cpuacct"),
+		"memory": filepath.Join(root, "memory"), "cpuacct": filepath.Join(root, "cpuacct"), "cpu": filepath.Join(root, "cpu"),
 		"blkio": filepath.Join(root, "blkio"), "pids": filepath.Join(root, "pids"),
 	}, filepath.Join(root, "unified"))
 }
@@ -66,11 +73,18 @@ func TestReadV1(t *testing.T) {
 	if s.Time.IsZero() {
 		t.Error("sample has no time")
 	}
-	if s.CPU == nil || *s.CPU != (CPU{UsageNanos: 5e9, UserNanos: 3e9, SystemNanos: 2e9, PSI: s.CPU.PSI}) {
+	if s.CPU == nil || *s.CPU != (CPU{UsageNanos: 5e9, UserNanos: 3e9, SystemNanos: 2e9, PSI: s.CPU.PSI, Throttling: s.CPU.Throttling}) {
 		t.Errorf("CPU = %+v", s.CPU)
 	}
+	if thr := s.CPU.Throttling; thr == nil || *thr != (Throttling{Periods: 10, ThrottledPeriods: 4, ThrottledNanos: 3e9}) {
+		t.Errorf("CPU throttling = %+v", thr)
+	}
+	if s.Spec == nil || *s.Spec != (Spec{CPUShares: 512, CPUPeriodMicros: 100000, CPUQuotaMicros: 50000, MemorySwapLimit: 67108864}) {
+		t.Errorf("Spec = %+v", s.Spec)
+	}
 	wantMem := Memory{Usage: 10485760, WorkingSet: 10485760 - 2097152, RSS: 6291456, Cache: 3145728, MappedFile: 1048576,
-		ActiveFile: 1048576, InactiveFile: 2097152, PageFaults: 1234, MajorFaults: 5, Failcnt: 3, MaxUsage: 12000000, Limit: 33554432}
+		ActiveFile: 1048576, InactiveFile: 2097152, PageFaults: 1234, MajorFaults: 5, Failcnt: 3, MaxUsage: 12000000, Limit: 33554432,
+		KernelUsage: 524288, OOMKills: 2}
 	if s.Memory == nil {
 		t.Fatal("Memory = nil")
 	}
@@ -87,6 +101,10 @@ func TestReadV1(t *testing.T) {
 	}
 	if s.IO == nil || s.IO.ReadBytes != 4097 || s.IO.WriteBytes != 8194 || s.IO.Reads != 1 || s.IO.Writes != 2 {
 		t.Errorf("IO = %+v", s.IO)
+	}
+	if d := s.IO.Devices; len(d) != 2 || d[0] != (DeviceIO{Major: 8, Minor: 0, ReadBytes: 4096, WriteBytes: 8192}) ||
+		d[1] != (DeviceIO{Major: 8, Minor: 16, ReadBytes: 1, WriteBytes: 2}) {
+		t.Errorf("IO devices = %+v", d)
 	}
 	if s.Pids == nil || *s.Pids != (Pids{Current: 4}) {
 		t.Errorf("Pids = %+v", s.Pids)
@@ -134,11 +152,13 @@ func TestReadV1Partial(t *testing.T) {
 func v2Fixture(t *testing.T) *Reader {
 	root := t.TempDir()
 	writeTree(t, root, map[string]string{
-		cg + "/cpu.stat":            "usage_usec 2500\nuser_usec 2000\nsystem_usec 500\nnr_periods 0\n",
+		cg + "/cpu.stat":            "usage_usec 2500\nuser_usec 2000\nsystem_usec 500\nnr_periods 7\nnr_throttled 3\nthrottled_usec 1500\n",
+		cg + "/cpu.weight":          "100\n",
+		cg + "/cpu.max":             "max 100000\n",
 		cg + "/memory.current":      "20000\n",
-		cg + "/memory.stat":         "anon 8000\nfile 12000\nfile_mapped 100\nactive_file 2000\ninactive_file 5000\npgfault 11\npgmajfault 1\n",
+		cg + "/memory.stat":         "anon 8000\nfile 12000\nkernel 3000\nfile_mapped 100\nactive_file 2000\ninactive_file 5000\npgfault 11\npgmajfault 1\n",
 		cg + "/memory.max":          "max\n",
-		cg + "/memory.events":       "low 0\nhigh 0\nmax 2\noom 0\noom_kill 0\n",
+		cg + "/memory.events":       "low 0\nhigh 0\nmax 2\noom 1\noom_kill 1\n",
 		cg + "/memory.swap.current": "4096\n",
 		cg + "/memory.swap.max":     "65536\n",
 		cg + "/io.stat":             "8:0 rbytes=100 wbytes=200 rios=1 wios=2 dbytes=0 dios=0\n259:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0\n",
@@ -167,8 +187,15 @@ func TestReadV2(t *testing.T) {
 		t.Errorf("CPU PSI = %+v", s.CPU.PSI)
 	}
 	if m := s.Memory; m == nil || m.Usage != 20000 || m.WorkingSet != 15000 || m.RSS != 8000 || m.Cache != 12000 ||
-		m.PageFaults != 11 || m.MajorFaults != 1 || m.Failcnt != 2 || m.Limit != 0 || m.PSI == nil {
+		m.PageFaults != 11 || m.MajorFaults != 1 || m.Failcnt != 2 || m.Limit != 0 || m.KernelUsage != 3000 || m.OOMKills != 1 || m.PSI == nil {
 		t.Errorf("Memory = %+v", m)
+	}
+	if thr := s.CPU.Throttling; thr == nil || *thr != (Throttling{Periods: 7, ThrottledPeriods: 3, ThrottledNanos: 1500000}) {
+		t.Errorf("CPU throttling = %+v", thr)
+	}
+	// cpu.weight 100 is what runc writes for the default 1024 shares.
+	if s.Spec == nil || *s.Spec != (Spec{CPUShares: 2 + 99*262142/9999, CPUPeriodMicros: 100000, MemorySwapLimit: 65536}) {
+		t.Errorf("Spec = %+v", s.Spec)
 	}
 	if s.Swap == nil || *s.Swap != (Swap{Usage: 4096, Limit: 65536}) {
 		t.Errorf("Swap = %+v", s.Swap)
@@ -177,7 +204,7 @@ func TestReadV2(t *testing.T) {
 		t.Errorf("Swap.Available() = %d, %v", avail, ok)
 	}
 	if io := s.IO; io == nil || io.ReadBytes != 101 || io.WriteBytes != 202 || io.Reads != 4 || io.Writes != 6 ||
-		io.PSI == nil || io.PSI.Some.Avg10 != 2 {
+		io.PSI == nil || io.PSI.Some.Avg10 != 2 || len(io.Devices) != 2 || io.Devices[1] != (DeviceIO{Major: 259, ReadBytes: 1, WriteBytes: 2}) {
 		t.Errorf("IO = %+v", io)
 	}
 	if s.Pids == nil || *s.Pids != (Pids{Current: 3, Limit: 100}) {
@@ -265,5 +292,47 @@ func TestReadParts(t *testing.T) {
 				t.Errorf("ReadParts(memory) = %+v, %v; want memory only", s, err)
 			}
 		})
+	}
+}
+
+// Tasks walk cgroup.procs of the cgroup and its children and count each
+// process's open files, sockets apart; a listed process that has exited
+// counts as a process with no files.
+func TestReadTasks(t *testing.T) {
+	r := v2Fixture(t)
+	writeTree(t, r.v2, map[string]string{
+		cg + "/cgroup.procs":          "10\n11\n",
+		cg + "/child/cgroup.procs":    "12\n",
+		cg + "/child/cpu.stat":        "usage_usec 1\n",
+		"/other/cgroup.procs":         "99\n",
+		"/kubepods/cgroup.procs":      "98\n",
+		"/kubepods/pod1/cgroup.procs": "",
+	})
+	proc := t.TempDir()
+	for pid, targets := range map[string][]string{
+		"10": {"/dev/null", "socket:[1234]", "pipe:[5]"},
+		"12": {"socket:[77]"},
+		"99": {"/dev/null"},
+	} {
+		dir := filepath.Join(proc, pid, "fd")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i, target := range targets {
+			if err := os.Symlink(target, filepath.Join(dir, strconv.Itoa(i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	r.proc = proc
+	s, err := r.ReadParts(cg, PartTasks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Tasks == nil || *s.Tasks != (Tasks{Processes: 3, FileDescriptors: 4, Sockets: 2}) {
+		t.Errorf("Tasks = %+v, want 3 processes (10, 11, child's 12), 4 fds, 2 sockets", s.Tasks)
+	}
+	if s2, _ := r.ReadParts(cg, PartCPU); s2.Tasks != nil || s2.Spec != nil {
+		t.Errorf("ReadParts(PartCPU) read tasks %+v or spec %+v", s2.Tasks, s2.Spec)
 	}
 }

@@ -148,3 +148,31 @@ func workingSet(usage, inactiveFile uint64) uint64 {
 	}
 	return usage - inactiveFile
 }
+
+// readInt reads a file holding one signed number (cpu.cfs_quota_us is -1
+// without a quota); a missing file reads as 0.
+func readInt(path string) (int64, error) {
+	b, err := readFile(path)
+	if err != nil || b == nil {
+		return 0, err
+	}
+	v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parse %s: %w", path, err)
+	}
+	return v, nil
+}
+
+// parseDevice parses a "major:minor" device number.
+func parseDevice(b []byte) (major, minor uint32, ok bool) {
+	ma, mi, found := bytes.Cut(b, []byte{':'})
+	if !found {
+		return 0, 0, false
+	}
+	x, err1 := strconv.ParseUint(string(ma), 10, 32)
+	y, err2 := strconv.ParseUint(string(mi), 10, 32)
+	if err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return uint32(x), uint32(y), true
+}

@@ -18,6 +18,14 @@ func Sum(samples []Sample) Sample {
 			out.CPU.UsageNanos += s.CPU.UsageNanos
 			out.CPU.UserNanos += s.CPU.UserNanos
 			out.CPU.SystemNanos += s.CPU.SystemNanos
+			if t := s.CPU.Throttling; t != nil {
+				if out.CPU.Throttling == nil {
+					out.CPU.Throttling = &Throttling{}
+				}
+				out.CPU.Throttling.Periods += t.Periods
+				out.CPU.Throttling.ThrottledPeriods += t.ThrottledPeriods
+				out.CPU.Throttling.ThrottledNanos += t.ThrottledNanos
+			}
 		}
 		if m := s.Memory; m != nil {
 			if out.Memory == nil {
@@ -34,6 +42,8 @@ func Sum(samples []Sample) Sample {
 			o.PageFaults += m.PageFaults
 			o.MajorFaults += m.MajorFaults
 			o.Failcnt += m.Failcnt
+			o.KernelUsage += m.KernelUsage
+			o.OOMKills += m.OOMKills
 		}
 		if s.Swap != nil {
 			if out.Swap == nil {
@@ -55,6 +65,14 @@ func Sum(samples []Sample) Sample {
 				out.Pids = &Pids{}
 			}
 			out.Pids.Current += s.Pids.Current
+		}
+		if s.Tasks != nil {
+			if out.Tasks == nil {
+				out.Tasks = &Tasks{}
+			}
+			out.Tasks.Processes += s.Tasks.Processes
+			out.Tasks.FileDescriptors += s.Tasks.FileDescriptors
+			out.Tasks.Sockets += s.Tasks.Sockets
 		}
 	}
 	return out

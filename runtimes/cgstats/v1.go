@@ -37,8 +37,24 @@ func (r *Reader) readV1(path string, parts Parts) (Sample, error) {
 		s.CPU, err = readCPUV1(filepath.Join(mnt, path), parts&PartDetail != 0)
 		add(err)
 	}
+	if parts&PartDetail != 0 {
+		s.Spec = &Spec{}
+		if mnt, ok := r.v1["cpu"]; ok {
+			thr, err := readCPUControllerV1(filepath.Join(mnt, path), s.Spec)
+			add(err)
+			if s.CPU != nil {
+				s.CPU.Throttling = thr
+			}
+		}
+		s.Spec.MemorySwapLimit, err = memswLimit(memDir)
+		add(err)
+	}
 	if mnt, ok := r.v1["blkio"]; ok && parts&PartIO != 0 {
 		s.IO, err = readIOV1(filepath.Join(mnt, path), parts&PartDetail != 0)
+		add(err)
+	}
+	if parts&PartTasks != 0 {
+		s.Tasks, err = r.readTasks(memDir)
 		add(err)
 	}
 	if mnt, ok := r.v1["pids"]; ok && parts&PartPids != 0 {
@@ -99,6 +115,18 @@ func readMemoryV1(dir string, usage uint64, detail bool) (*Memory, *Swap, error)
 		if m.MaxUsage, _, err = readUint(filepath.Join(dir, "memory.max_usage_in_bytes")); err != nil {
 			return nil, nil, err
 		}
+		if m.KernelUsage, _, err = readUint(filepath.Join(dir, "memory.kmem.usage_in_bytes")); err != nil {
+			return nil, nil, err
+		}
+		oom, err := readFile(filepath.Join(dir, "memory.oom_control"))
+		if err != nil {
+			return nil, nil, err
+		}
+		eachKeyValue(oom, func(k string, v uint64) {
+			if k == "oom_kill" {
+				m.OOMKills = v
+			}
+		})
 	}
 	if !hasSwap {
 		return m, nil, nil
@@ -110,14 +138,62 @@ func readMemoryV1(dir string, usage uint64, detail bool) (*Memory, *Swap, error)
 	if m.Limit == 0 {
 		return m, sw, nil
 	}
-	memsw, ok, err := readUint(filepath.Join(dir, "memory.memsw.limit_in_bytes"))
+	memsw, err := memswLimit(dir)
 	if err != nil {
 		return nil, nil, err
 	}
-	if ok && memsw < unlimitedV1 && memsw >= m.Limit {
+	if memsw != 0 && memsw >= m.Limit {
 		sw.Limit = memsw - m.Limit
 	}
 	return m, sw, nil
+}
+
+// memswLimit is the memory+swap limit of the memory cgroup dir, 0 when
+// unlimited or without swap accounting.
+func memswLimit(dir string) (uint64, error) {
+	v, _, err := readUint(filepath.Join(dir, "memory.memsw.limit_in_bytes"))
+	if err != nil || v >= unlimitedV1 {
+		return 0, err
+	}
+	return v, nil
+}
+
+// readCPUControllerV1 reads the cpu controller's CFS throttling counters
+// and its limits into spec. Its cpu.stat:
+//
+//	nr_periods 4
+//	nr_throttled 1
+//	throttled_time 2000000
+func readCPUControllerV1(dir string, spec *Spec) (*Throttling, error) {
+	b, err := readFile(filepath.Join(dir, "cpu.stat"))
+	if err != nil || b == nil {
+		return nil, err
+	}
+	thr := &Throttling{}
+	eachKeyValue(b, func(k string, v uint64) {
+		switch k {
+		case "nr_periods":
+			thr.Periods = v
+		case "nr_throttled":
+			thr.ThrottledPeriods = v
+		case "throttled_time":
+			thr.ThrottledNanos = v
+		}
+	})
+	if spec.CPUShares, _, err = readUint(filepath.Join(dir, "cpu.shares")); err != nil {
+		return nil, err
+	}
+	if spec.CPUPeriodMicros, _, err = readUint(filepath.Join(dir, "cpu.cfs_period_us")); err != nil {
+		return nil, err
+	}
+	quota, err := readInt(filepath.Join(dir, "cpu.cfs_quota_us"))
+	if err != nil {
+		return nil, err
+	}
+	if quota > 0 { // -1: no quota
+		spec.CPUQuotaMicros = uint64(quota)
+	}
+	return thr, nil
 }
 
 func readCPUV1(dir string, detail bool) (*CPU, error) {
@@ -153,6 +229,7 @@ func readIOV1(dir string, detail bool) (*IO, error) {
 	io := &IO{}
 	sumBlkio(bytesFile, &io.ReadBytes, &io.WriteBytes)
 	if detail {
+		io.Devices = blkioDevices(bytesFile)
 		ops, err := readFile(filepath.Join(dir, "blkio.throttle.io_serviced_recursive"))
 		if err != nil {
 			return nil, err
@@ -179,6 +256,38 @@ func sumBlkio(b []byte, read, write *uint64) {
 			*write += n
 		}
 	}
+}
+
+// blkioDevices is the Read and Write bytes of each device in a blkio
+// file, in the order the devices first appear.
+func blkioDevices(b []byte) []DeviceIO {
+	var out []DeviceIO
+	at := map[[2]uint32]int{}
+	for _, line := range bytes.Split(b, []byte{'\n'}) {
+		f := bytes.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		major, minor, ok := parseDevice(f[0])
+		n, err := strconv.ParseUint(string(f[2]), 10, 64)
+		if !ok || err != nil {
+			continue
+		}
+		key := [2]uint32{major, minor}
+		i, seen := at[key]
+		if !seen {
+			i = len(out)
+			at[key] = i
+			out = append(out, DeviceIO{Major: major, Minor: minor})
+		}
+		switch string(f[1]) {
+		case "Read":
+			out[i].ReadBytes += n
+		case "Write":
+			out[i].WriteBytes += n
+		}
+	}
+	return out
 }
 
 func readPids(dir string) (*Pids, error) {

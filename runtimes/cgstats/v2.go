@@ -37,7 +37,15 @@ func (r *Reader) readV2(path string, parts Parts) (Sample, error) {
 		add(err)
 	}
 	if parts&PartIO != 0 {
-		s.IO, err = readIOV2(dir)
+		s.IO, err = readIOV2(dir, parts&PartDetail != 0)
+		add(err)
+	}
+	if parts&PartDetail != 0 {
+		s.Spec, err = readSpecV2(dir)
+		add(err)
+	}
+	if parts&PartTasks != 0 {
+		s.Tasks, err = r.readTasks(dir)
 		add(err)
 	}
 	if parts&PartPids != 0 {
@@ -62,6 +70,8 @@ func readCPUV2(dir string) (c *CPU, exists bool, err error) {
 	}
 	c = &CPU{}
 	found := false
+	var thr Throttling
+	throttled := false
 	eachKeyValue(b, func(k string, v uint64) {
 		switch k {
 		case "usage_usec":
@@ -70,8 +80,17 @@ func readCPUV2(dir string) (c *CPU, exists bool, err error) {
 			c.UserNanos = v * 1000
 		case "system_usec":
 			c.SystemNanos = v * 1000
+		case "nr_periods":
+			thr.Periods, throttled = v, true
+		case "nr_throttled":
+			thr.ThrottledPeriods = v
+		case "throttled_usec":
+			thr.ThrottledNanos = v * 1000
 		}
 	})
+	if throttled {
+		c.Throttling = &thr
+	}
 	if !found {
 		return nil, true, nil
 	}
@@ -104,6 +123,8 @@ func readMemoryV2(dir string, detail bool) (*Memory, *Swap, error) {
 			m.PageFaults = v
 		case "pgmajfault":
 			m.MajorFaults = v
+		case "kernel": // Linux 5.18+
+			m.KernelUsage = v
 		}
 	})
 	m.WorkingSet = workingSet(m.Usage, m.InactiveFile)
@@ -116,8 +137,11 @@ func readMemoryV2(dir string, detail bool) (*Memory, *Swap, error) {
 			return nil, nil, err
 		}
 		eachKeyValue(ev, func(k string, v uint64) {
-			if k == "max" {
+			switch k {
+			case "max":
 				m.Failcnt = v
+			case "oom_kill":
+				m.OOMKills = v
 			}
 		})
 	}
@@ -135,7 +159,7 @@ func readMemoryV2(dir string, detail bool) (*Memory, *Swap, error) {
 // readIOV2 sums io.stat over every device:
 //
 //	8:0 rbytes=4096 wbytes=0 rios=1 wios=0 dbytes=0 dios=0
-func readIOV2(dir string) (*IO, error) {
+func readIOV2(dir string, detail bool) (*IO, error) {
 	b, err := readFile(filepath.Join(dir, "io.stat"))
 	if err != nil || b == nil {
 		return nil, err
@@ -145,6 +169,11 @@ func readIOV2(dir string) (*IO, error) {
 		f := bytes.Fields(line)
 		if len(f) < 2 {
 			continue
+		}
+		var dev *DeviceIO
+		if major, minor, ok := parseDevice(f[0]); ok && detail {
+			io.Devices = append(io.Devices, DeviceIO{Major: major, Minor: minor})
+			dev = &io.Devices[len(io.Devices)-1]
 		}
 		for _, kv := range f[1:] {
 			k, v, ok := bytes.Cut(kv, []byte{'='})
@@ -158,8 +187,14 @@ func readIOV2(dir string) (*IO, error) {
 			switch string(k) {
 			case "rbytes":
 				io.ReadBytes += n
+				if dev != nil {
+					dev.ReadBytes = n
+				}
 			case "wbytes":
 				io.WriteBytes += n
+				if dev != nil {
+					dev.WriteBytes = n
+				}
 			case "rios":
 				io.Reads += n
 			case "wios":
@@ -168,4 +203,35 @@ func readIOV2(dir string) (*IO, error) {
 		}
 	}
 	return io, nil
+}
+
+// readSpecV2 reads the cgroup's CPU limits and swap limit. cpu.max is
+// "max 100000" without a quota; cpu.weight (1–10000) is reported as the
+// v1 shares it stands for (runc maps shares 2–262144 onto it). Without
+// the cpu controller the CPU fields stay 0.
+func readSpecV2(dir string) (*Spec, error) {
+	spec := &Spec{}
+	weight, ok, err := readUint(filepath.Join(dir, "cpu.weight"))
+	if err != nil {
+		return nil, err
+	}
+	if ok && weight > 0 {
+		spec.CPUShares = 2 + (weight-1)*262142/9999
+	}
+	b, err := readFile(filepath.Join(dir, "cpu.max"))
+	if err != nil {
+		return nil, err
+	}
+	if f := bytes.Fields(b); len(f) == 2 {
+		if q, err := strconv.ParseUint(string(f[0]), 10, 64); err == nil { // "max": no quota
+			spec.CPUQuotaMicros = q
+		}
+		if spec.CPUPeriodMicros, err = strconv.ParseUint(string(f[1]), 10, 64); err != nil {
+			return nil, fmt.Errorf("parse %s: %q: %w", filepath.Join(dir, "cpu.max"), b, err)
+		}
+	}
+	if spec.MemorySwapLimit, _, err = readUint(filepath.Join(dir, "memory.swap.max")); err != nil {
+		return nil, err
+	}
+	return spec, nil
 }
