@@ -109,7 +109,7 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 	for _, name := range cfg.HandlerNames() {
 		h := cfg.Runtimes[name]
 		runtimes[name] = oci.New(oci.Handler{Name: name, Path: h.Path, Root: h.Root, Type: h.Type, ExtraArgs: h.ExtraArgs,
-			Network: h.Network, NetNSShim: []string{crispdPath, "runsc-netns-shim"}, Monitor: []string{crispdPath, "monitor"}},
+			Network: h.Network, Platform: h.Platform, NetNSShim: []string{crispdPath, "runsc-netns-shim"}, Monitor: []string{crispdPath, "monitor"}},
 			cfg.Conmon, files, log)
 	}
 	// Asked while storage and the network open: each answer is a process.

@@ -16,10 +16,10 @@ import (
 )
 
 func TestCreateRejectedSpec(t *testing.T) {
-	// The rootfs is missing. runsc's message says less than runc's.
+	// The rootfs is missing: each runtime's message names it.
 	for _, tc := range []struct{ typ, want string }{
 		{TypeRunc, "invalid rootfs"},
-		{TypeRunsc, "cannot create sandbox"},
+		{TypeRunsc, "missing-rootfs: no such file or directory"},
 	} {
 		t.Run(tc.typ, func(t *testing.T) {
 			rt := newTestRuntime(t, tc.typ)

@@ -36,9 +36,14 @@ var notRunningTexts = []string{
 
 // isNotFound matches runc's "container does not exist" and runsc's
 // "loading container: file does not exist", `loading container "id": file
-// does not exist` and "loading sandbox: file does not exist".
+// does not exist`, "loading sandbox: file does not exist" and (gVisor
+// 2026, deleting a sub-container it already removed) `destroying
+// container "id": container "id" not found`.
 func isNotFound(lower string) bool {
 	if strings.Contains(lower, "container does not exist") {
+		return true
+	}
+	if i := strings.LastIndex(lower, `container "`); i >= 0 && strings.HasSuffix(strings.TrimSpace(lower[i:]), `" not found`) {
 		return true
 	}
 	return strings.Contains(lower, "file does not exist") &&

@@ -89,6 +89,10 @@ func TestErrorTranslation(t *testing.T) {
 		{"runsc delete unknown", TypeRunsc, fail(128, `loading container "x": file does not exist`),
 			func(ctx context.Context, r *Runtime) error { return r.Delete(ctx, "x", false) },
 			"--network=none delete x", ErrNotFound, 128, ""},
+		{"runsc 2026 delete removed", TypeRunsc,
+			fail(128, `destroying container: stopping container: destroying container "x": destroying container "x": container "x" not found`),
+			func(ctx context.Context, r *Runtime) error { return r.Delete(ctx, "x", false) },
+			"--network=none delete x", ErrNotFound, 128, ""},
 		{"runc update stopped", TypeRunc, fail(1, runcNotRun),
 			func(ctx context.Context, r *Runtime) error {
 				lim := int64(1 << 20)

@@ -24,7 +24,7 @@ import (
 const (
 	conmonBin  = "/usr/bin/conmon"
 	runcBin    = "/usr/sbin/runc"
-	runscBin   = "/usr/bin/runsc"
+	runscBin   = "/usr/local/sbin/runsc" // the pinned gVisor of `make deps`
 	busyboxBin = "/bin/busybox"
 	testRoot   = "/run/crisp-oci-test"
 	cgroupBase = "crisp-test" // test cgroups live under /<cgroupBase>/ on every hierarchy
@@ -62,7 +62,7 @@ func newTestRuntime(t *testing.T, typ string) *Runtime {
 	t.Helper()
 	h := Handler{Name: typ, Type: typ, Path: runcBin, Root: filepath.Join(testRoot, typ)}
 	if typ == TypeRunsc {
-		h.Path = runscBin
+		h.Path, h.Platform = runscBin, "systrap"
 		h.ExtraArgs = []string{"--network=none"}
 	}
 	needRoot(t, h.Path)

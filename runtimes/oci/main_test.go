@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/crisp-cri/crisp/runtimes/layout"
 )
@@ -47,7 +50,13 @@ func TestMain(m *testing.M) {
 	if os.Getenv("GORACE") == "" {
 		os.Setenv("GORACE", "atexit_sleep_ms=0")
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	// runsc --network=none (these tests' only use of it) pins an empty
+	// network namespace in its root, kept for the next sandbox.
+	if err := unix.Unmount(filepath.Join(testRoot, TypeRunsc, "null-netns"), unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
+		fmt.Fprintln(os.Stderr, "unmount runsc's null-netns:", err)
+	}
+	os.Exit(code)
 }
 
 // launchJob is what testLaunchCmd gets, as JSON.

@@ -48,6 +48,9 @@ type Handler struct {
 	// Network is runsc's --network, NetworkSandbox or NetworkHost, given
 	// on every runsc command line; "" gives none (runsc's own default).
 	Network string
+	// Platform is runsc's --platform (systrap, ptrace, kvm), given on
+	// every runsc command line; "" gives none (runsc's own default).
+	Platform string
 	// NetNSShim is the command line prefix that runs RunNetNSShim:
 	// crispd wires {"/path/to/crispd", "runsc-netns-shim"}. Under
 	// NetworkSandbox, `runsc start` of a pod's sandbox runs through it.
@@ -127,12 +130,15 @@ func (r *Runtime) isRunsc() bool { return r.h.Type == TypeRunsc }
 // namespace can reach (port-forward must go through the sandbox).
 func (r *Runtime) Netstack() bool { return r.isRunsc() && r.h.Network == NetworkSandbox }
 
-// runtimeArgs are the global flags after --root: runsc's --network, then
-// ExtraArgs.
+// runtimeArgs are the global flags after --root: runsc's --network and
+// --platform, then ExtraArgs.
 func (r *Runtime) runtimeArgs() []string {
 	var args []string
 	if r.isRunsc() && r.h.Network != "" {
 		args = append(args, "--network="+r.h.Network)
+	}
+	if r.isRunsc() && r.h.Platform != "" {
+		args = append(args, "--platform="+r.h.Platform)
 	}
 	return append(args, r.h.ExtraArgs...)
 }

@@ -71,8 +71,8 @@ func TestUntrustedPodRunsOnRunsc(t *testing.T) {
 	}
 	// gVisor's kernel answers inside the container, not the host's.
 	host, _ := os.ReadFile("/proc/version")
-	if v := execOut(t, d, ctrID, "cat", "/proc/version"); v == string(host) || !strings.Contains(v, "4.4.0") {
-		t.Errorf("/proc/version inside = %q, want gVisor's (4.4.0), not the host's", v)
+	if v := execOut(t, d, ctrID, "cat", "/proc/version"); v == string(host) || !strings.Contains(v, "gvisor") {
+		t.Errorf("/proc/version inside = %q, want gVisor's, not the host's", v)
 	}
 	out, _, _ := d.Crispctl("sql", "--csv", "SELECT handler, trust, trust_reason FROM pods")
 	if !strings.Contains(out, "runsc,untrusted,annotation") {

@@ -49,6 +49,9 @@ var expectedModes = map[string][]string{
 	// The runtimes' own roots.
 	"RUN/runc": {"drwx------"}, "RUN/runc/ID": {"drwx--x--x"}, "RUN/runc/ID/state.json": {"-rw-------"},
 	"RUN/runsc": {"drwx------"}, "RUN/runsc/ID_sandbox:ID.lock": {"-rw-------"}, "RUN/runsc/ID_sandbox:ID.state": {"-rw-r-----"},
+	// gVisor's sandbox control socket, and the empty network namespace it
+	// pins for its gofers (behind the owner-only RUN/runsc).
+	"RUN/runsc/runsc-ID.sock": {"Srwxr-xr-x"}, "RUN/runsc/null-netns": {"-r--r--r--"},
 
 	// CNI's result cache and host-local's allocations.
 	"STATE/cni": {"drwx------"}, "STATE/cni/cache": {"drwx------"}, "STATE/cni/cache/results": {"drwx------"},

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -123,7 +124,14 @@ func Start(t testing.TB, opts ...Option) *Daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(runDir) })
+	t.Cleanup(func() {
+		// gVisor pins an empty network namespace for its gofers in its
+		// root and expects it unmounted before the root is removed
+		// (several runsc processes may have stacked a mount each).
+		for unix.Unmount(filepath.Join(runDir, "runsc", "null-netns"), unix.MNT_DETACH) == nil {
+		}
+		os.RemoveAll(runDir)
+	})
 	d := &Daemon{t: t, Dir: dir, RunDir: runDir, StateDir: filepath.Join(dir, "state"),
 		Config: filepath.Join(dir, "crisp.toml")}
 	var cfg strings.Builder

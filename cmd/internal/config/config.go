@@ -114,7 +114,8 @@ type Handler struct {
 	PodAnnotations               []string `toml:"pod_annotations" help:"Pod annotations passed into the OCI specs of the pod's infra and containers, as patterns (a trailing * matches any suffix, e.g. io.kubernetes.cri.rdt-class or example.com/*). Others never reach the runtime, so a tenant cannot set runtime-interpreted keys such as dev.gvisor.*."`
 	ContainerAnnotations         []string `toml:"container_annotations" help:"Container annotations passed into the container's OCI spec, as patterns like pod_annotations."`
 	Network                      string   `toml:"network" help:"runsc only: whose network stack serves the pod, inside its network namespace. sandbox (the default): gVisor's own (netstack) takes over the pod's interfaces and addresses; the host kernel only moves its packets. host: the host kernel's, which gVisor passes the pod's sockets to; gVisor documents it as faster but less isolated from the host. Port-forward into a sandbox pod runs through a crispd helper exec'd inside it. A change applies to pods created afterwards: port-forward into a pod created under sandbox fails once the handler says host, until the pod is recreated."`
-	ExtraArgs                    []string `toml:"extra_args" help:"Global flags passed to the runtime, e.g. runsc's --oci-seccomp. runsc's --network is set by network, never here."`
+	Platform                     string   `toml:"platform" help:"runsc only: how the gVisor sentry intercepts the sandbox's system calls: systrap (the default of current gVisor, and the fastest on this kind of host), ptrace (slower, works everywhere, the only one gVisor releases before 2023 have besides kvm) or kvm (needs /dev/kvm). \"\" leaves it to runsc."`
+	ExtraArgs                    []string `toml:"extra_args" help:"Global flags passed to the runtime, e.g. runsc's --oci-seccomp. runsc's --network and --platform are set by network and platform, never here."`
 	PrivilegedWithoutHostDevices bool     `toml:"privileged_without_host_devices" help:"Privileged containers of this handler do not get the host's devices (/dev is the default set)."`
 }
 
@@ -314,12 +315,23 @@ func resolveNetwork(name string, h *Handler) error {
 		if h.Network != "" {
 			return fmt.Errorf("config: runtimes.%s.network = %q: only a handler of type runsc has a network mode (this one is type %s)", name, h.Network, h.Type)
 		}
+		if h.Platform != "" {
+			return fmt.Errorf("config: runtimes.%s.platform = %q: only a handler of type runsc has a platform (this one is type %s)", name, h.Platform, h.Type)
+		}
 		return nil
 	}
 	for i, a := range h.ExtraArgs {
-		if flagName(a) == "network" {
+		switch flagName(a) {
+		case "network":
 			return fmt.Errorf("config: runtimes.%s.extra_args[%d] = %q: set runtimes.%s.network (sandbox or host) instead", name, i, a, name)
+		case "platform":
+			return fmt.Errorf("config: runtimes.%s.extra_args[%d] = %q: set runtimes.%s.platform (systrap, ptrace or kvm) instead", name, i, a, name)
 		}
+	}
+	switch h.Platform {
+	case "", "systrap", "ptrace", "kvm":
+	default:
+		return fmt.Errorf("config: runtimes.%s.platform must be systrap, ptrace or kvm, not %q", name, h.Platform)
 	}
 	switch h.Network {
 	case "":

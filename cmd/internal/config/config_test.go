@@ -90,6 +90,9 @@ func TestRejects(t *testing.T) {
 		{"--network in extra_args", "[runtimes.runsc]\nextra_args = [\"--oci-seccomp\", \"--network=host\"]\n",
 			`runtimes.runsc.extra_args[1] = "--network=host": set runtimes.runsc.network`},
 		{"-network in extra_args", "[runtimes.runsc]\nextra_args = [\"-network\", \"none\"]\n", "set runtimes.runsc.network"},
+		{"unknown platform", "[runtimes.runsc]\nplatform = \"xen\"\n", "runtimes.runsc.platform must be systrap, ptrace or kvm"},
+		{"platform on runc", "[runtimes.runc]\nplatform = \"ptrace\"\n", "only a handler of type runsc has a platform"},
+		{"--platform in extra_args", "[runtimes.runsc]\nextra_args = [\"--platform=ptrace\"]\n", "set runtimes.runsc.platform"},
 		{"untrusted handler that does not sandbox", "[runtimes.runc]\nclass = \"untrusted\"\n", "runtimes.runc.class is untrusted but its type runc does not sandbox"},
 		{"bad host access", "[trust]\nuntrusted_host_access = \"sometimes\"\n", "untrusted_host_access"},
 		{"annotation pattern with an inner *", "[runtimes.runsc]\npod_annotations = [\"a*b\"]\n", `annotation pattern "a*b"`},
@@ -131,7 +134,7 @@ func TestPartialHandlerOverride(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := c.Runtimes["runsc"]
-	if h.Path != "/usr/bin/runsc" || h.Class != "untrusted" || h.Type != "runsc" || h.Network != "sandbox" ||
+	if h.Path != "/usr/local/sbin/runsc" || h.Platform != "systrap" || h.Class != "untrusted" || h.Type != "runsc" || h.Network != "sandbox" ||
 		len(h.ExtraArgs) != 1 || h.ExtraArgs[0] != "--debug" {
 		t.Errorf("runsc after partial override = %+v, want the defaults with extra_args [--debug]", h)
 	}
