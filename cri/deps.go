@@ -62,6 +62,7 @@ type Runtime interface {
 	// Netstack: gVisor's own network stack serves the handler's pods.
 	Netstack() bool
 	GlobalArgs() []string
+	ExecTTYArgs() []string
 	// Create makes the container whose config.json is in its bundle, under
 	// a new monitor, and returns its init pid; it does not start it.
 	Create(ctx context.Context, c oci.CreateOpts) (pid int, err error)

@@ -498,6 +498,8 @@ func (r *fakeRuntime) Netstack() bool {
 }
 func (r *fakeRuntime) GlobalArgs() []string { return []string{"--root", r.h.Root} }
 
+func (r *fakeRuntime) ExecTTYArgs() []string { return []string{"--tty"} }
+
 func (r *fakeRuntime) Create(ctx context.Context, c oci.CreateOpts) (pid int, err error) {
 	err = r.f.do("rt.create", func() error {
 		if err := ctx.Err(); err != nil {

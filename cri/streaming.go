@@ -76,7 +76,8 @@ func (t StreamTargets) ExecTarget(ctx context.Context, id string) (stream.ExecTa
 	if err != nil {
 		return stream.ExecTarget{}, err
 	}
-	return stream.ExecTarget{RuntimePath: rt.Handler().Path, GlobalArgs: rt.GlobalArgs(), ContainerID: c.ID, Process: proc}, nil
+	return stream.ExecTarget{RuntimePath: rt.Handler().Path, GlobalArgs: rt.GlobalArgs(), ContainerID: c.ID, Process: proc,
+		TTYArgs: rt.ExecTTYArgs()}, nil
 }
 
 // AttachTarget implements stream.Containers.

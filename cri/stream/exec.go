@@ -96,7 +96,7 @@ func (s *Server) exec(ctx context.Context, containerID string, cmd []string, in 
 
 	args := append(append([]string(nil), t.GlobalArgs...), "exec", "--process", procPath, "--pid-file", pidPath)
 	if tty {
-		args = append(args, "--tty")
+		args = append(args, t.TTYArgs...)
 	}
 	c := exec.CommandContext(ctx, t.RuntimePath, append(args, t.ContainerID)...)
 	c.Env = envWithout(os.Environ(), "NOTIFY_SOCKET")

@@ -46,7 +46,7 @@ func (f *fakeContainers) ExecTarget(_ context.Context, id string) (ExecTarget, e
 		return ExecTarget{}, err
 	}
 	return ExecTarget{RuntimePath: runcBin, GlobalArgs: []string{"--root=" + filepath.Join(testRoot, "runc")},
-		ContainerID: c.id, Process: testProcess(nil)}, nil
+		ContainerID: c.id, Process: testProcess(nil), TTYArgs: []string{"--tty"}}, nil
 }
 
 func (f *fakeContainers) AttachTarget(_ context.Context, id string) (AttachTarget, error) {

@@ -72,6 +72,10 @@ type ExecTarget struct {
 	GlobalArgs  []string      // before the subcommand, e.g. ["--root=/run/crisp/runc"]
 	ContainerID string        // the runtime's id of the container
 	Process     specs.Process // user, env, cwd, capabilities... of the container
+	// TTYArgs are the exec flags that ask the runtime for a terminal
+	// (runc's --tty; runsc needs none: process.terminal makes the stdio
+	// it is given the terminal).
+	TTYArgs []string
 }
 
 // AttachTarget is a running container's conmon endpoints.

@@ -148,6 +148,16 @@ func (r *Runtime) globalArgs() []string {
 	return append([]string{"--root", r.h.Root}, r.runtimeArgs()...)
 }
 
+// ExecTTYArgs are the flags of `exec` that give the process a terminal:
+// runc's --tty. runsc has no such flag; process.terminal in the process
+// file makes the stdio it runs with the terminal.
+func (r *Runtime) ExecTTYArgs() []string {
+	if r.isRunsc() {
+		return nil
+	}
+	return []string{"--tty"}
+}
+
 // GlobalArgs are the flags crisp puts before the subcommand on every
 // runtime command line, as one "--root=<root>" and the rest: for callers
 // that run the runtime themselves (the streaming server's exec).

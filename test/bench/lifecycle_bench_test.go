@@ -49,18 +49,36 @@ func (l *latencies) report(b *testing.B) {
 // ("up") and StopContainer + RemoveContainer + StopPodSandbox +
 // RemovePodSandbox ("down") through crispd's CRI socket, on runc and on
 // runsc (a pod annotated untrusted). Run with -benchtime 50x for the 50
-// iterations of the issue.
+// iterations of the issue. The runsc cases compare gVisor's platforms on
+// the pinned runsc (systrap, crisp's default, and ptrace) and the pinned
+// runsc with Debian's runsc 0.0~20221219 (ptrace, the only platform it
+// has that works here), where installed.
 func BenchmarkPodCycleCrisp(b *testing.B) {
+	untrusted := map[string]string{"io.kubernetes.cri.untrusted-workload": "true"}
 	b.Run("runc", func(b *testing.B) { podCycle(b, nil) })
 	b.Run("runsc", func(b *testing.B) {
 		harness.RequireTool(b, "runsc")
-		podCycle(b, map[string]string{"io.kubernetes.cri.untrusted-workload": "true"})
+		podCycle(b, untrusted)
+	})
+	b.Run("runsc-ptrace", func(b *testing.B) {
+		harness.RequireTool(b, "runsc")
+		podCycle(b, untrusted, harness.WithTOML("[runtimes.runsc]\nplatform = \"ptrace\"\n"))
+	})
+	b.Run("runsc-debian", func(b *testing.B) {
+		if _, err := os.Stat(debianRunsc); err != nil {
+			b.Skipf("SKIPPED: Debian's runsc is not installed at %s: %v", debianRunsc, err)
+		}
+		podCycle(b, untrusted, harness.WithTOML(fmt.Sprintf("[runtimes.runsc]\npath = %q\nplatform = \"ptrace\"\n", debianRunsc)))
 	})
 }
 
-func podCycle(b *testing.B, annotations map[string]string) {
+// debianRunsc is the runsc of Debian's package, which `make deps`
+// installs beside the pinned one.
+const debianRunsc = "/usr/bin/runsc"
+
+func podCycle(b *testing.B, annotations map[string]string, opts ...harness.Option) {
 	harness.RequireRoot(b)
-	d := harness.Start(b)
+	d := harness.Start(b, opts...)
 	reg := registry.Start(b)
 	img, err := images.Busybox()
 	if err != nil {

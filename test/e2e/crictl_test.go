@@ -69,6 +69,11 @@ func crictlWorkflow(t *testing.T, annotations map[string]string, handler, reason
 	if out := run("exec", ctrID, "sh", "-c", "echo streamed; id -u"); out != "streamed\n0" {
 		t.Errorf("crictl exec (streaming) = %q, want streamed and uid 0", out)
 	}
+	// With a terminal: runc is asked with --tty, runsc with the process's
+	// terminal flag alone (it has no --tty).
+	if out, err := d.CrictlInTerminal("exec", "-i", "-t", ctrID, "sh", "-c", "test -t 0 && test -t 1 && echo on-a-terminal"); err != nil || !strings.Contains(out, "on-a-terminal") {
+		t.Errorf("crictl exec -it (stdin and stdout a terminal?) = %q, %v; want on-a-terminal", out, err)
+	}
 	var logs string
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if logs = run("logs", ctrID); logs != "" {

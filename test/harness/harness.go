@@ -277,6 +277,25 @@ func (d *Daemon) Crictl(args ...string) (stdout, stderr string, err error) {
 	return out.String(), errb.String(), err
 }
 
+// CrictlInTerminal runs crictl as Crictl does, on a terminal of its own
+// (util-linux script(1) gives it one), for what crictl refuses without:
+// exec -it and attach -it. Its output has the terminal's CRLF line ends.
+func (d *Daemon) CrictlInTerminal(args ...string) (string, error) {
+	d.t.Helper()
+	crictl := filepath.Join(Bins(d.t), "crictl")
+	if _, err := os.Stat(crictl); err != nil {
+		crictl = RequireTool(d.t, "crictl")
+	}
+	ep := "unix://" + d.Socket()
+	line := ""
+	for _, w := range append([]string{crictl, "--runtime-endpoint", ep, "--image-endpoint", ep, "--timeout", "60s"}, args...) {
+		line += " '" + strings.ReplaceAll(w, "'", `'\''`) + "'" // quoted for script's sh -c
+	}
+	cmd := exec.Command("script", "--quiet", "--return", "--command", line, "/dev/null")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
 // PID is the running crispd's process id.
 func (d *Daemon) PID() int {
 	d.mu.Lock()
