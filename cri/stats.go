@@ -127,6 +127,16 @@ func (s *Server) readContainer(ctx context.Context, c db.Container, sb db.Sandbo
 			return r, fmt.Errorf("stats of container %s: %w", c.ID, err)
 		}
 		r.sample, r.byRuntime = sampleOfRuntime(st), true
+		if parts&cgstats.PartDetail != 0 && s.cgroups != nil {
+			// The limits runsc set on the container's own (empty) cgroup:
+			// what the metrics report as its spec.
+			if lim, err := s.cgroups.ReadParts(r.cgroup, cgstats.PartMemory|cgstats.PartDetail); err == nil {
+				r.sample.Spec = lim.Spec
+				if lim.Memory != nil {
+					r.sample.Memory.Limit = lim.Memory.Limit
+				}
+			}
+		}
 		return r, nil
 	}
 	if s.cgroups == nil {

@@ -292,4 +292,27 @@ func TestStatsRunsc(t *testing.T) {
 	if len(lx.GetContainers()) != 1 || lx.Containers[0].GetCpu().GetUsageCoreNanoSeconds().GetValue() == 0 {
 		t.Errorf("PodSandboxStats(runsc) containers = %v, want the container with cpu", lx.GetContainers())
 	}
+
+	// Metrics: the container's spec comes from the limits on its own
+	// (empty) cgroup, as for runc.
+	metrics, err := rt.ListPodSandboxMetrics(ctx, &runtimeapi.ListPodSandboxMetricsRequest{})
+	if err != nil {
+		t.Fatalf("ListPodSandboxMetrics() = %v", err)
+	}
+	spec := map[string]bool{}
+	for _, pm := range metrics.PodMetrics {
+		for _, cm := range pm.ContainerMetrics {
+			for _, m := range cm.Metrics {
+				if cm.ContainerId == ctr && strings.HasPrefix(m.Name, "container_spec_") {
+					spec[m.Name] = true
+				}
+			}
+		}
+	}
+	for _, name := range []string{"container_spec_cpu_period", "container_spec_cpu_shares", "container_spec_memory_limit_bytes",
+		"container_spec_memory_swap_limit_bytes"} {
+		if !spec[name] {
+			t.Errorf("ListPodSandboxMetrics(): no %s for the gVisor container (has %v)", name, spec)
+		}
+	}
 }
