@@ -262,16 +262,9 @@ func resolveUser(fsys fs.FS, sc *runtimeapi.LinuxContainerSecurityContext, image
 	if home == "" {
 		home = "/"
 	}
-	return specs.User{UID: u.uid, GID: u.gid, AdditionalGids: dedupe(gids)}, home, nil
-}
-
-// dedupe drops repeats, keeping the first of each.
-func dedupe(ids []uint32) []uint32 {
-	var out []uint32
-	for _, id := range ids {
-		if !slices.Contains(out, id) {
-			out = append(out, id)
-		}
-	}
-	return out
+	// Sorted and without repeats: Linux sorts the groups setgroups(2) is
+	// given, so runc's containers see them in that order anyway; gVisor
+	// keeps the order it is given, and would show another.
+	slices.Sort(gids)
+	return specs.User{UID: u.uid, GID: u.gid, AdditionalGids: slices.Compact(gids)}, home, nil
 }

@@ -23,11 +23,11 @@ func TestUser(t *testing.T) {
 		plain     bool
 	}{
 		{name: "default root", want: specs.User{UID: 0, GID: 0, AdditionalGids: []uint32{0}}},
-		{name: "image uid in passwd", imageUser: "1000", want: specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{1000, 29, 50}}},
+		{name: "image uid in passwd", imageUser: "1000", want: specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{29, 50, 1000}}},
 		{name: "image uid not in passwd", imageUser: "4242", want: specs.User{UID: 4242, GID: 0, AdditionalGids: []uint32{0}}},
 		{name: "image uid:gid", imageUser: "4242:4343", want: specs.User{UID: 4242, GID: 4343, AdditionalGids: []uint32{4343}}},
-		{name: "image name", imageUser: "app", want: specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{1000, 29, 50}}},
-		{name: "image name:group", imageUser: "app:video", want: specs.User{UID: 1000, GID: 44, AdditionalGids: []uint32{44, 29, 50}}},
+		{name: "image name", imageUser: "app", want: specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{29, 50, 1000}}},
+		{name: "image name:group", imageUser: "app:video", want: specs.User{UID: 1000, GID: 44, AdditionalGids: []uint32{29, 44, 50}}},
 		{name: "image name:gid", imageUser: "daemon:7", want: specs.User{UID: 1, GID: 7, AdditionalGids: []uint32{7}}},
 		{name: "image name missing", imageUser: "ghost", wantErr: `container "app": the image's User "ghost" not in the image's /etc/passwd: invalid config`},
 		{name: "image group missing", imageUser: "app:ghosts", wantErr: `the image's User group "ghosts" not in the image's /etc/group`},
@@ -44,7 +44,7 @@ func TestUser(t *testing.T) {
 			edit: func(sc *runtimeapi.LinuxContainerSecurityContext) {
 				sc.RunAsUser, sc.RunAsGroup, sc.SupplementalGroups = int64v(1000), int64v(2000), []int64{3000, 29, 3000}
 			},
-			want: specs.User{UID: 1000, GID: 2000, AdditionalGids: []uint32{2000, 29, 50, 3000}},
+			want: specs.User{UID: 1000, GID: 2000, AdditionalGids: []uint32{29, 50, 2000, 3000}},
 		},
 		{
 			name: "strict policy ignores /etc/group",
