@@ -215,6 +215,13 @@ func forContainer(in *ContainerInput) (*specs.Spec, error) {
 		if s.Linux.MaskedPaths, s.Linux.ReadonlyPaths, err = maskedPaths(sc); err != nil {
 			return nil, err
 		}
+		if in.Sandbox.RuntimeType == RuntimeRunsc {
+			ms, err := gvisorPathMounts(in, s.Linux.MaskedPaths, s.Linux.ReadonlyPaths)
+			if err != nil {
+				return nil, err
+			}
+			s.Mounts = append(s.Mounts, ms...)
+		}
 	}
 	// After the capabilities: the default profile allows some syscalls only
 	// to holders of the matching capability.
