@@ -15,6 +15,7 @@ import (
 	"github.com/crisp-cri/crisp/cri/ocispec"
 	"github.com/crisp-cri/crisp/db"
 	"github.com/crisp-cri/crisp/runtimes/network"
+	"github.com/crisp-cri/crisp/runtimes/oci"
 )
 
 // CRIAPIVersion is the CRI version crisp serves.
@@ -161,6 +162,12 @@ func checkHandlerFeatures(cfg *runtimeapi.ContainerConfig, name string, h Handle
 		}
 		if len(m.GetMountOptions()) > 0 && !h.Features.HasMountOptions(m.GetMountOptions()...) {
 			return fmt.Errorf("mounts[%d].mount_options %v: runtime handler %q does not take them: %w", i, m.GetMountOptions(), name, ocispec.ErrUnsupported)
+		}
+		// gVisor's mounts live in its sentry: none can reach the host,
+		// and runsc refuses a shared root.
+		if m.GetPropagation() == runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL && h.Runtime != nil &&
+			h.Runtime.Handler().Type == oci.TypeRunsc {
+			return fmt.Errorf("mounts[%d].propagation: runtime handler %q (gVisor) cannot propagate mounts back to the host: %w", i, name, ocispec.ErrUnsupported)
 		}
 	}
 	return nil

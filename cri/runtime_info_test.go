@@ -126,8 +126,10 @@ func TestCreateContainerRefusesWhatTheHandlerCannot(t *testing.T) {
 	}
 	noexec := ctrConfig("noexec")
 	noexec.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: t.TempDir(), MountOptions: []string{"noexec"}}}
+	shared := ctrConfig("shared")
+	shared.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: t.TempDir(), Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL}}
 	n.createCtr(t, web, webCfg, rro("app"))
-	for _, cfg := range []*runtimeapi.ContainerConfig{rro("app"), noexec} {
+	for _, cfg := range []*runtimeapi.ContainerConfig{rro("app"), noexec, shared} {
 		_, err := n.srv.CreateContainer(ctx, createReq(gv, gvCfg, cfg))
 		if codeOfErr(err) != codes.Unimplemented || !strings.Contains(err.Error(), `runtime handler "runsc"`) {
 			t.Errorf("CreateContainer(%s on runsc) = %v, want Unimplemented naming the handler", cfg.Metadata.Name, err)
