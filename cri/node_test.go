@@ -132,6 +132,10 @@ func withHostNetwork(c *runtimeapi.PodSandboxConfig) {
 	nsOpts(c).Network = runtimeapi.NamespaceMode_NODE
 }
 
+func withHostIPC(c *runtimeapi.PodSandboxConfig) { nsOpts(c).Ipc = runtimeapi.NamespaceMode_NODE }
+
+func withHostPID(c *runtimeapi.PodSandboxConfig) { nsOpts(c).Pid = runtimeapi.NamespaceMode_NODE }
+
 func withHostname(h string) podOpt { return func(c *runtimeapi.PodSandboxConfig) { c.Hostname = h } }
 
 // withSysctls sets an IPC sysctl, and a network one if the pod has a

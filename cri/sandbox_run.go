@@ -35,7 +35,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox %s/%s: %w", m.Namespace, m.Name, err)
 	}
-	if err := checkPodNetwork(cfg, decision.Handler, s.handlers[decision.Handler].Runtime); err != nil {
+	if err := checkPodNamespaces(cfg, decision.Handler, s.handlers[decision.Handler].Runtime); err != nil {
 		return nil, err
 	}
 	// Refused before anything is made: kubelet retries once NetworkReady.

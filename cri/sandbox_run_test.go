@@ -296,8 +296,9 @@ func retryAfterFailedCall(t *testing.T, n *testNode, step string, call func() (s
 }
 
 // A host-network pod cannot run where gVisor's netstack would take its
-// interfaces: it has none of its own.
-func TestCheckPodNetwork(t *testing.T) {
+// interfaces: it has none of its own; no gVisor pod can share the host's
+// IPC or PID namespace.
+func TestCheckPodNamespaces(t *testing.T) {
 	netstack := &fakeRuntime{h: oci.Handler{Name: "runsc", Type: oci.TypeRunsc, Network: oci.NetworkSandbox}}
 	hostMode := &fakeRuntime{h: oci.Handler{Name: "runsc", Type: oci.TypeRunsc, Network: oci.NetworkHost}}
 	runc := &fakeRuntime{h: oci.Handler{Name: "runc", Type: oci.TypeRunc}}
@@ -313,12 +314,15 @@ func TestCheckPodNetwork(t *testing.T) {
 		{"host network on gVisor in host mode", n.podConfig("p", withHostNetwork), hostMode, false},
 		{"host network on runc", n.podConfig("p", withHostNetwork), runc, false},
 		{"no runtime", n.podConfig("p", withHostNetwork), nil, false},
+		{"host IPC on gVisor", n.podConfig("p", withHostIPC), hostMode, true},
+		{"host PID on gVisor", n.podConfig("p", withHostPID), netstack, true},
+		{"host PID on runc", n.podConfig("p", withHostPID), runc, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := checkPodNetwork(tt.cfg, "runsc", tt.rt)
+			err := checkPodNamespaces(tt.cfg, "runsc", tt.rt)
 			if (err != nil) != tt.wantErr || err != nil && codeOfErr(err) != codes.FailedPrecondition {
-				t.Errorf("checkPodNetwork() = %v, want error %v (FailedPrecondition)", err, tt.wantErr)
+				t.Errorf("checkPodNamespaces() = %v, want error %v (FailedPrecondition)", err, tt.wantErr)
 			}
 		})
 	}

@@ -88,11 +88,11 @@ func TestHostNetworkPodOnNetstack(t *testing.T) {
 	if !errors.Is(err, ErrPrecondition) || codeOf(err).String() != "FailedPrecondition" {
 		t.Errorf("RunPodSandbox(host network, runsc on netstack) = %v, want FailedPrecondition", err)
 	}
-	if err := checkPodNetwork(cfg, "runsc", oci.New(oci.Handler{Type: oci.TypeRunsc, Network: oci.NetworkHost}, "", layout.Layout{}, nil)); err != nil {
-		t.Errorf("checkPodNetwork(host network, runsc in host mode) = %v, want nil", err)
+	if err := checkPodNamespaces(cfg, "runsc", oci.New(oci.Handler{Type: oci.TypeRunsc, Network: oci.NetworkHost}, "", layout.Layout{}, nil)); err != nil {
+		t.Errorf("checkPodNamespaces(host network, runsc in host mode) = %v, want nil", err)
 	}
 	cfg.Linux = nil
-	if err := checkPodNetwork(cfg, "runsc", s.handlers["runsc"].Runtime); err != nil {
-		t.Errorf("checkPodNetwork(pod network, runsc on netstack) = %v, want nil", err)
+	if err := checkPodNamespaces(cfg, "runsc", s.handlers["runsc"].Runtime); err != nil {
+		t.Errorf("checkPodNamespaces(pod network, runsc on netstack) = %v, want nil", err)
 	}
 }

@@ -46,6 +46,8 @@ func TestMalformedRequestsLeaveNothing(t *testing.T) {
 		code  codes.Code
 		field string
 	}
+	// Cases that ask for a RuntimeHandler by name (a nil edit asks for "kata").
+	handlers := map[string]string{"host IPC on the gVisor handler": "runsc", "host PID on the gVisor handler": "runsc"}
 	untrusted := map[string]string{"io.kubernetes.cri.untrusted-workload": "true"}
 	pods := []podEdit{
 		{"sysctl out of /proc/sys", func(c *runtimeapi.PodSandboxConfig) {
@@ -73,10 +75,16 @@ func TestMalformedRequestsLeaveNothing(t *testing.T) {
 			c.Annotations = untrusted
 			c.Linux.SecurityContext.Privileged = true
 		}, codes.FailedPrecondition, "privileged"},
+		{"host IPC on the gVisor handler", func(c *runtimeapi.PodSandboxConfig) {
+			c.Linux.SecurityContext.NamespaceOptions.Ipc = runtimeapi.NamespaceMode_NODE
+		}, codes.FailedPrecondition, "host's IPC namespace"},
+		{"host PID on the gVisor handler", func(c *runtimeapi.PodSandboxConfig) {
+			c.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_NODE
+		}, codes.FailedPrecondition, "host's PID namespace"},
 	}
 	for i, p := range pods {
 		cfg := podConfig("bad-" + string(rune('a'+i)))
-		handler := ""
+		handler := handlers[p.name]
 		if p.edit == nil {
 			handler = "kata"
 		} else {
