@@ -254,8 +254,9 @@ func scanProcs(d *harness.Daemon) (procs, error) {
 		switch {
 		case filepath.Base(args[0]) == "conmon":
 			id, path = argAfter(args, "-c"), argAfter(args, "-b")
-		case slices.Contains(args, "monitor"):
-			id, path = argValue(args, "--id="), argValue(args, "--bundle=")
+		case slices.Contains(args, "monitor"): // crispd monitor --id=<id> --run-dir=<run dir> ...
+			id = argValue(args, "--id=")
+			path = filepath.Join(argValue(args, "--run-dir="), "c", id)
 		case slices.Contains(args, "pause"):
 			path = argAfter(args, "--isolate") // <run dir>/pods/<id>/infra-root
 			id = filepath.Base(filepath.Dir(path))
