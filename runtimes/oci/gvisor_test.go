@@ -2,6 +2,7 @@ package oci
 
 import (
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -144,6 +145,49 @@ func TestGVisorPod(t *testing.T) {
 		}
 		if code := waitExitFile(t, files, 2*time.Second); code != 137 {
 			t.Errorf("exit code = %d, want 137", code)
+		}
+	})
+	t.Run("attach", func(t *testing.T) {
+		ctx := testCtx(t)
+		c, files := newSubcontainer(t, rt, sb.ID, []string{"sh", "-c", "while read l; do echo got $l; echo err $l >&2; done; echo bye"})
+		c.Stdin, c.StdinOnce = true, true
+		if _, err := rt.Create(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		conn, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: files.AttachSocket(), Net: "unixpacket"})
+		if err != nil {
+			t.Fatalf("dial the attach socket: %v", err)
+		}
+		defer conn.Close()
+		if err := rt.Start(ctx, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write([]byte("hello\n")); err != nil {
+			t.Fatal(err)
+		}
+		// Output comes as conmon's packets: a stream byte, then data.
+		got := map[byte]string{}
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 64<<10)
+		for !strings.Contains(got[attachStdout], "got hello") || !strings.Contains(got[attachStderr], "err hello") {
+			n, err := conn.Read(buf)
+			if err != nil {
+				t.Fatalf("read attach: %v; so far %q", err, got)
+			}
+			if n > 1 {
+				got[buf[0]] += string(buf[1:n])
+			}
+		}
+		// Closing our end closes the container's stdin (stdin_once): the
+		// loop ends and the container exits 0.
+		if err := conn.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		if code := waitExitFile(t, files, 10*time.Second); code != 0 {
+			t.Errorf("exit code after stdin closed = %d, want 0", code)
+		}
+		if data, err := os.ReadFile(c.LogPath); err != nil || !strings.Contains(string(data), "stdout F got hello") || !strings.Contains(string(data), "bye") {
+			t.Errorf("log = %q, %v; want the container's output too", data, err)
 		}
 	})
 	t.Run("rejected", func(t *testing.T) {

@@ -23,6 +23,8 @@ type MonitorArgs struct {
 	RuntimeRoot string   // runsc --root
 	RuntimeArgs []string // further global runsc args, e.g. --network=host
 	LogPath     string   // CRI log file (k8s-file format)
+	Stdin       bool     // the container reads stdin: attach sessions write to it
+	StdinOnce   bool     // the first attach session to end closes that stdin
 }
 
 // files are the container's paths: its bundle, which holds config.json
@@ -38,6 +40,12 @@ func (a MonitorArgs) argv() []string {
 		"--runtime-root=" + a.RuntimeRoot}
 	for _, ra := range a.RuntimeArgs {
 		args = append(args, "--runtime-arg="+ra)
+	}
+	if a.Stdin {
+		args = append(args, "--stdin")
+	}
+	if a.StdinOnce {
+		args = append(args, "--stdin-once")
 	}
 	return append(args, "--log-path="+a.LogPath)
 }
@@ -58,6 +66,8 @@ func ParseMonitorArgs(argv []string) (MonitorArgs, error) {
 		return nil
 	})
 	fs.StringVar(&a.LogPath, "log-path", "", "CRI log file")
+	fs.BoolVar(&a.Stdin, "stdin", false, "the container reads stdin, from attach sessions")
+	fs.BoolVar(&a.StdinOnce, "stdin-once", false, "the first attach session to end closes the container's stdin")
 	if err := fs.Parse(argv); err != nil {
 		return MonitorArgs{}, fmt.Errorf("monitor: %w", err)
 	}
@@ -103,8 +113,9 @@ func (a MonitorArgs) validate() error {
 // `runsc wait`, and writes the exit code to <ExitDir>/<ID> and
 // <PersistDir>/exit through temporary files, as conmon does. A container
 // that vanishes or stops before it is started counts as killed (137).
-// The container's stdin is /dev/null; there is no terminal, attach
-// socket or OOM marker.
+// It serves the bundle's attach socket as conmon does (output to every
+// client; with Stdin, what clients send is the container's stdin). There
+// is no terminal and no OOM marker.
 func RunMonitor(a MonitorArgs) error {
 	if err := a.validate(); err != nil {
 		return err

@@ -33,14 +33,14 @@ func (r *Runtime) monitorProc(c CreateOpts, files layout.Container) (monitorProc
 		return monitorProc{}, fmt.Errorf("handler %s has no monitor for gVisor sub-containers (Handler.Monitor): %w",
 			r.h.Name, ErrUnsupported)
 	}
-	if c.Terminal || c.Stdin {
-		return monitorProc{}, fmt.Errorf("a gVisor sub-container cannot have a terminal or stdin: %w", ErrUnsupported)
+	if c.Terminal {
+		return monitorProc{}, fmt.Errorf("a gVisor sub-container cannot have a terminal: %w", ErrUnsupported)
 	}
 	if n := len(files.MonitorSocket()); n > sockPathMax {
 		return monitorProc{}, fmt.Errorf("bundle path %s too long for the monitor socket (%d > %d bytes)", files.Bundle, n, sockPathMax)
 	}
 	a := MonitorArgs{ID: c.ID, RunDir: r.files.RunDir(), Runtime: r.h.Path, RuntimeRoot: r.h.Root,
-		RuntimeArgs: r.runtimeArgs(), LogPath: c.LogPath}
+		RuntimeArgs: r.runtimeArgs(), LogPath: c.LogPath, Stdin: c.Stdin, StdinOnce: c.StdinOnce}
 	return monitorProc{
 		name:    "monitor",
 		path:    r.h.Monitor[0],

@@ -100,9 +100,10 @@ func (l *criLog) close() error {
 }
 
 // copyStream copies r into the log as stream until r fails (EOF, or a
-// read deadline that stops the drain). Write failures are reported once
-// through onErr and the copy goes on, so that the container never blocks.
-func (l *criLog) copyStream(r *os.File, stream string, onErr func(error)) {
+// read deadline that stops the drain), and to tee (attached clients) if
+// not nil. Write failures are reported once through onErr and the copy
+// goes on, so that the container never blocks.
+func (l *criLog) copyStream(r *os.File, stream string, tee io.Writer, onErr func(error)) {
 	buf := make([]byte, stdioBufSize)
 	failed := false
 	for {
@@ -111,6 +112,9 @@ func (l *criLog) copyStream(r *os.File, stream string, onErr func(error)) {
 			if werr := l.write(stream, buf[:n], time.Now()); werr != nil && !failed {
 				failed = true
 				onErr(werr)
+			}
+			if tee != nil {
+				_, _ = tee.Write(buf[:n])
 			}
 		}
 		if err != nil {

@@ -39,7 +39,9 @@ type monitor struct {
 	rt   *Runtime
 	log  *slog.Logger
 	clog *criLog
-	reqs chan chan startReply // start requests from the socket
+	// attach serves the bundle's attach socket, conmon's protocol.
+	attach *attachServer
+	reqs   chan chan startReply // start requests from the socket
 }
 
 func runMonitor(a MonitorArgs) error {
@@ -70,6 +72,7 @@ func runMonitor(a MonitorArgs) error {
 	}
 	ln.Close() // removes the socket: Start now finds no monitor
 	ctl.Close()
+	m.attach.close()
 	m.finish(code)
 	log.Info("container exited", slog.Int("code", code), slog.Duration("recorded after wait", time.Since(exited)))
 	return nil
@@ -87,6 +90,9 @@ func (m *monitor) setup(syncW *os.File) (ctl *os.File, ln net.Listener, err erro
 		if ln != nil {
 			ln.Close()
 		}
+		if m.attach != nil {
+			m.attach.close()
+		}
 		if ctl != nil {
 			ctl.Close()
 		}
@@ -100,6 +106,9 @@ func (m *monitor) setup(syncW *os.File) (ctl *os.File, ln net.Listener, err erro
 	}
 	if ctl, err = serveCtl(files.CtlFifo(), m.clog, m.logErr); err != nil {
 		return nil, nil, err
+	}
+	if m.attach, err = listenAttach(files.AttachSocket(), m.a.StdinOnce, m.logErr); err != nil {
+		return ctl, nil, err
 	}
 	sock := files.MonitorSocket()
 	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -161,10 +170,14 @@ func (m *monitor) follow(outR, errR *os.File) (int, time.Time) {
 		if r == nil {
 			continue
 		}
+		tee := m.attach.writer(attachStdout)
+		if stream == "stderr" {
+			tee = m.attach.writer(attachStderr)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			m.clog.copyStream(r, stream, m.logErr)
+			m.clog.copyStream(r, stream, tee, m.logErr)
 		}()
 	}
 	code := m.wait()

@@ -85,15 +85,39 @@ func (m *monitor) start() (rep startReply, outR, errR *os.File) {
 		outW.Close()
 		return startReply{Status: -1, Message: err.Error()}, nil, nil
 	}
+	// runsc gives the container the stdin of `start` too: a pipe whose
+	// other end attach sessions write to, or nothing.
+	var inR, inW *os.File
+	if m.a.Stdin {
+		if inR, inW, err = os.Pipe(); err != nil {
+			outR.Close()
+			outW.Close()
+			errR.Close()
+			errW.Close()
+			return startReply{Status: -1, Message: err.Error()}, nil, nil
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
 	cmd := m.rt.command(ctx, "start", m.a.ID)
 	cmd.Stdout, cmd.Stderr = outW, errW
+	if inR != nil {
+		cmd.Stdin = inR
+	}
 	err = cmd.Run()
 	outW.Close()
 	errW.Close()
+	if inR != nil {
+		inR.Close()
+	}
 	if err == nil {
+		if inW != nil {
+			m.attach.setStdin(inW)
+		}
 		return startReply{}, outR, errR
+	}
+	if inW != nil {
+		inW.Close()
 	}
 	msg := strings.TrimSpace(pending(errR) + "\n" + pending(outR))
 	outR.Close()

@@ -185,11 +185,11 @@ func TestCreateSubcontainerChecks(t *testing.T) {
 		}
 	})
 	h.Monitor = []string{"/nonexistent", "monitor"}
-	t.Run("stdin", func(t *testing.T) {
+	t.Run("terminal", func(t *testing.T) {
 		c, l := bundle(t)
-		c.Stdin = true
+		c.Terminal = true
 		if _, err := New(h, "/nonexistent", l, nil).Create(context.Background(), c); !errors.Is(err, ErrUnsupported) {
-			t.Errorf("Create(stdin) = %v, want ErrUnsupported", err)
+			t.Errorf("Create(terminal) = %v, want ErrUnsupported", err)
 		}
 	})
 	t.Run("no binary", func(t *testing.T) {

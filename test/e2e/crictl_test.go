@@ -74,6 +74,21 @@ func crictlWorkflow(t *testing.T, annotations map[string]string, handler, reason
 	if out, err := d.CrictlInTerminal("exec", "-i", "-t", ctrID, "sh", "-c", "test -t 0 && test -t 1 && echo on-a-terminal"); err != nil || !strings.Contains(out, "on-a-terminal") {
 		t.Errorf("crictl exec -it (stdin and stdout a terminal?) = %q, %v; want on-a-terminal", out, err)
 	}
+	// Attach: a container reading stdin (stdin_once) gets what crictl
+	// sends, and its answer comes back (conmon's attach socket on runc,
+	// crisp's monitor's on gVisor).
+	reader := filepath.Join(dir, "reader.json")
+	writeJSON(t, reader, map[string]any{
+		"metadata": map[string]any{"name": "reader"}, "image": map[string]any{"image": image},
+		"command": []string{"sh", "-c", "read l; echo got $l"}, "log_path": "reader.log", "stdin": true, "stdin_once": true,
+	})
+	readerID := run("create", "--no-pull", podID, reader, pod)
+	run("start", readerID)
+	if out, errOut, err := d.CrictlWithInput("hello\n", "attach", "-i", readerID); err != nil || !strings.Contains(out, "got hello") {
+		t.Errorf("crictl attach -i = %q, %v (%s); want got hello", out, err, errOut)
+	}
+	run("stop", readerID)
+	run("rm", readerID)
 	var logs string
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if logs = run("logs", ctrID); logs != "" {

@@ -265,12 +265,22 @@ func (d *Daemon) Crispctl(args ...string) (stdout, stderr string, err error) {
 // socket and returns its stdout, stderr and error.
 func (d *Daemon) Crictl(args ...string) (stdout, stderr string, err error) {
 	d.t.Helper()
+	return d.CrictlWithInput("", args...)
+}
+
+// CrictlWithInput runs crictl as Crictl does, with input on its stdin
+// (attach -i sends it to the container).
+func (d *Daemon) CrictlWithInput(input string, args ...string) (stdout, stderr string, err error) {
+	d.t.Helper()
 	crictl := filepath.Join(Bins(d.t), "crictl")
 	if _, err := os.Stat(crictl); err != nil {
 		crictl = RequireTool(d.t, "crictl")
 	}
 	ep := "unix://" + d.Socket()
 	cmd := exec.Command(crictl, append([]string{"--runtime-endpoint", ep, "--image-endpoint", ep, "--timeout", "60s"}, args...)...)
+	if input != "" {
+		cmd.Stdin = strings.NewReader(input)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err = cmd.Run()
