@@ -41,10 +41,10 @@ func gvisorPathMounts(in *ContainerInput, masked, readonly []string) ([]specs.Mo
 	}
 	for _, p := range masked {
 		_, info, ok, err := inRootfs(in, p)
-		if err != nil || !ok {
-			if err != nil {
-				return nil, fmt.Errorf("masked path %s: %w", p, err)
-			}
+		if err != nil {
+			return nil, fmt.Errorf("masked path %s: %w", p, err)
+		}
+		if !ok {
 			continue
 		}
 		if info.IsDir() {
