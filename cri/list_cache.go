@@ -2,11 +2,13 @@ package cri
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crisp-cri/crisp/db"
+	"github.com/crisp-cri/crisp/runtimes/logkey"
 )
 
 // listCache holds the CRI view of every listable pod or container, built
@@ -133,4 +135,26 @@ func hasLabels(labels, selector map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// WarmLists builds the container and pod list views in the background,
+// so that the first lists after a start (kubelet relists at once, and a
+// restarted node's full list is what it waits for) find them built, or
+// join the build in flight, rather than start it then.
+func (s *Server) WarmLists(ctx context.Context) {
+	go func() {
+		if _, err := s.listContainers(ctx); err != nil {
+			s.log.Debug("container list not built ahead", slog.Any(logkey.Err, err))
+		}
+		if _, err := s.listSandboxes(ctx); err != nil {
+			s.log.Debug("pod list not built ahead", slog.Any(logkey.Err, err))
+		}
+	}()
+}
+
+// builtAt is the generation of the view held, and whether there is one.
+func (c *listCache[T]) builtAt() (uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen, c.built
 }

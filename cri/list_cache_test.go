@@ -120,3 +120,31 @@ func TestListsSeeEveryWrite(t *testing.T) {
 		t.Errorf("ready pods after the pod's row went notready = %v, %v; want none", resp.GetItems(), err)
 	}
 }
+
+// WarmLists builds both views ahead of the first call, at the store's
+// current generation.
+func TestWarmLists(t *testing.T) {
+	n := newTestNode(t)
+	cfg := n.podConfig("web")
+	podID := n.runPod(t, cfg, "")
+	n.startCtr(t, podID, cfg, ctrConfig("app"))
+	n.srv.WarmLists(context.Background())
+	warm := func() bool {
+		gen := n.store.Generation()
+		for _, c := range []interface{ builtAt() (uint64, bool) }{n.srv.ctrList, n.srv.podList} {
+			if g, ok := c.builtAt(); !ok || g < gen {
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(5 * time.Second); !warm(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the list views were not built within 5 s of WarmLists")
+		}
+	}
+	resp, err := n.srv.ListContainers(context.Background(), &runtimeapi.ListContainersRequest{})
+	if err != nil || len(resp.Containers) != 1 {
+		t.Errorf("ListContainers() after WarmLists = %v, %v; want the one container", resp.GetContainers(), err)
+	}
+}

@@ -189,6 +189,7 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 		Cgroups: cgstats.New(mounts), Layers: layers, NetStats: netMgr, LayerRoot: cfg.Storage.GraphRoot,
 		ClampOOMScoreAdj: !hasCap(hostCaps, "CAP_SYS_RESOURCE"), CgroupNamespace: ocispec.HasCgroupNamespace(), MissingControllers: missing, HostCaps: hostCaps, HostDevices: hostDevices,
 		CrispdPath: crispdPath, EventBuffer: cfg.EventsBuffer})
+	crisvc.WarmLists(ctx)
 	streams, err := stream.New(stream.Config{Addr: cfg.StreamAddress}, crisvc.StreamTargets(), log.With(slog.String("service", "stream")))
 	if err != nil {
 		return err

@@ -50,9 +50,13 @@ func (l Layout) Pods() string { return filepath.Join(l.runDir, "pods") }
 // NetNS holds the pinned network namespaces (see package network).
 func (l Layout) NetNS() string { return filepath.Join(l.runDir, "netns") }
 
+// Features holds each runtime's answer to `<runtime> features`, by
+// handler name, so that a restart in the same boot need not ask again.
+func (l Layout) Features() string { return filepath.Join(l.runDir, "features") }
+
 // Dirs are the directories crispd creates at start.
 func (l Layout) Dirs() []string {
-	return []string{l.Bundles(), l.Exits(), l.Attach(), l.Pods(), l.NetNS()}
+	return []string{l.Bundles(), l.Exits(), l.Attach(), l.Pods(), l.NetNS(), l.Features()}
 }
 
 // Container returns the paths of container id. The id is not checked

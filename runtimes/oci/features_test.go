@@ -2,8 +2,12 @@ package oci
 
 import (
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/crisp-cri/crisp/runtimes/layout"
 )
@@ -37,4 +41,40 @@ func TestProbeFeatures(t *testing.T) {
 	if err != nil || !f.RecursiveReadOnly || !f.HasMountOptions("noexec", "nodev", "nosuid") {
 		t.Errorf("runc features = %+v, %v", f, err)
 	}
+}
+
+// A runtime's answer is kept in the run dir: the next probe with the same
+// binary starts no process; a changed binary is asked again.
+func TestProbeFeaturesCached(t *testing.T) {
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	bin := filepath.Join(dir, "fake-runtime")
+	script := "#!/bin/sh\necho x >> " + calls + "\necho '{\"mountOptions\":[\"rro\",\"nodev\"]}'\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l := layout.New(filepath.Join(dir, "run"))
+	if err := os.MkdirAll(l.Features(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r := New(Handler{Name: "fake", Path: bin, Root: filepath.Join(dir, "root")}, "", l, nil)
+	probe := func(wantCalls int) {
+		t.Helper()
+		f, err := r.ProbeFeatures(context.Background())
+		if err != nil || !f.HasMountOptions("nodev") {
+			t.Fatalf("ProbeFeatures() = %+v, %v", f, err)
+		}
+		b, _ := os.ReadFile(calls)
+		if n := strings.Count(string(b), "x"); n != wantCalls {
+			t.Errorf("runtime ran %d times, want %d", n, wantCalls)
+		}
+	}
+	probe(1)
+	probe(1) // from the run dir
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(bin, later, later); err != nil {
+		t.Fatal(err)
+	}
+	probe(2) // another binary, as far as the cache can tell
+	probe(2)
 }

@@ -45,6 +45,8 @@ var expectedModes = map[string][]string{
 	"RUN/pods/ID/infra-root": {"drwxr-xr-x"}, "RUN/pods/ID/shm": {"dtrwxrwxrwx"},
 	"RUN/pods/ID/ipcns": {"-r--r--r--"}, "RUN/pods/ID/utsns": {"-r--r--r--"},
 	"RUN/netns": {"drwx------"}, "RUN/netns/ID": {"-r--r--r--"},
+	// Each runtime's features answer, kept for the next start.
+	"RUN/features": {"drwx------"}, "RUN/features/runc.json": {"-rw-r--r--"}, "RUN/features/runsc.json": {"-rw-r--r--"},
 
 	// The runtimes' own roots.
 	"RUN/runc": {"drwx------"}, "RUN/runc/ID": {"drwx--x--x"}, "RUN/runc/ID/state.json": {"-rw-------"},
