@@ -78,31 +78,49 @@ func sampleOf(f func(*cgstats.Sample) (uint64, bool)) func(*metricSource) []labe
 	}
 }
 
-func throttlingOf(f func(*cgstats.Throttling) uint64) func(*metricSource) []labeled {
+// partOf reads one figure of one part of the sample (part returns nil
+// when the kernel gave none): nothing when the sample or the part is
+// missing.
+func partOf[P any](part func(*cgstats.Sample) *P, f func(*P) uint64) func(*metricSource) []labeled {
 	return sampleOf(func(s *cgstats.Sample) (uint64, bool) {
-		if s.CPU == nil || s.CPU.Throttling == nil {
-			return 0, false
+		if p := part(s); p != nil {
+			return f(p), true
 		}
-		return f(s.CPU.Throttling), true
+		return 0, false
 	})
+}
+
+func cpuOf(f func(*cgstats.CPU) uint64) func(*metricSource) []labeled {
+	return partOf(func(s *cgstats.Sample) *cgstats.CPU { return s.CPU }, f)
+}
+
+func memOf(f func(*cgstats.Memory) uint64) func(*metricSource) []labeled {
+	return partOf(func(s *cgstats.Sample) *cgstats.Memory { return s.Memory }, f)
+}
+
+func ioOf(f func(*cgstats.IO) uint64) func(*metricSource) []labeled {
+	return partOf(func(s *cgstats.Sample) *cgstats.IO { return s.IO }, f)
+}
+
+func pidsOf(f func(*cgstats.Pids) uint64) func(*metricSource) []labeled {
+	return partOf(func(s *cgstats.Sample) *cgstats.Pids { return s.Pids }, f)
 }
 
 func specOf(f func(*cgstats.Spec) uint64) func(*metricSource) []labeled {
-	return sampleOf(func(s *cgstats.Sample) (uint64, bool) {
-		if s.Spec == nil {
-			return 0, false
-		}
-		return f(s.Spec), true
-	})
+	return partOf(func(s *cgstats.Sample) *cgstats.Spec { return s.Spec }, f)
 }
 
 func tasksOf(f func(*cgstats.Tasks) uint64) func(*metricSource) []labeled {
-	return sampleOf(func(s *cgstats.Sample) (uint64, bool) {
-		if s.Tasks == nil {
-			return 0, false
+	return partOf(func(s *cgstats.Sample) *cgstats.Tasks { return s.Tasks }, f)
+}
+
+func throttlingOf(f func(*cgstats.Throttling) uint64) func(*metricSource) []labeled {
+	return partOf(func(s *cgstats.Sample) *cgstats.Throttling {
+		if s.CPU == nil {
+			return nil
 		}
-		return f(s.Tasks), true
-	})
+		return s.CPU.Throttling
+	}, f)
 }
 
 func fsOf(f func(*fsFigures) uint64) func(*metricSource) []labeled {
@@ -115,33 +133,6 @@ func fsOf(f func(*fsFigures) uint64) func(*metricSource) []labeled {
 }
 
 const nsPerSecond = uint64(time.Second)
-
-func cpuOf(f func(*cgstats.CPU) uint64) func(*metricSource) []labeled {
-	return func(r *metricSource) []labeled {
-		if r.sample == nil || r.sample.CPU == nil {
-			return nil
-		}
-		return one(f(r.sample.CPU))
-	}
-}
-
-func memOf(f func(*cgstats.Memory) uint64) func(*metricSource) []labeled {
-	return func(r *metricSource) []labeled {
-		if r.sample == nil || r.sample.Memory == nil {
-			return nil
-		}
-		return one(f(r.sample.Memory))
-	}
-}
-
-func ioOf(f func(*cgstats.IO) uint64) func(*metricSource) []labeled {
-	return func(r *metricSource) []labeled {
-		if r.sample == nil || r.sample.IO == nil {
-			return nil
-		}
-		return one(f(r.sample.IO))
-	}
-}
 
 // psiOf reads a pressure total in whole seconds; which picks the resource.
 func psiOf(which func(*cgstats.Sample) *cgstats.PSI, full bool) func(*metricSource) []labeled {
@@ -258,12 +249,7 @@ var metricDefs = []metricDef{
 			return one(*r.layer)
 		}},
 	{name: "container_threads", help: "Number of threads running inside the container", kind: gauge,
-		of: func(r *metricSource) []labeled {
-			if r.sample == nil || r.sample.Pids == nil {
-				return nil
-			}
-			return one(r.sample.Pids.Current)
-		}},
+		of: pidsOf(func(p *cgstats.Pids) uint64 { return p.Current })},
 	{name: "container_pressure_cpu_stalled_seconds_total", help: "Total time duration no tasks in the container could make progress due to CPU congestion.", kind: counter,
 		of: psiOf(cpuPSI, true)},
 	{name: "container_pressure_cpu_waiting_seconds_total", help: "Total time duration tasks in the container have waited due to CPU congestion.", kind: counter,
@@ -318,12 +304,7 @@ var metricDefs = []metricDef{
 	{name: "container_spec_memory_swap_limit_bytes", help: "Memory swap limit for the container.", kind: gauge,
 		of: specOf(func(s *cgstats.Spec) uint64 { return s.MemorySwapLimit })},
 	{name: "container_threads_max", help: "Maximum number of threads allowed inside the container, infinity if value is zero", kind: gauge,
-		of: sampleOf(func(s *cgstats.Sample) (uint64, bool) {
-			if s.Pids == nil {
-				return 0, false
-			}
-			return s.Pids.Limit, true
-		})},
+		of: pidsOf(func(p *cgstats.Pids) uint64 { return p.Limit })},
 	{name: "container_processes", help: "Number of processes running inside the container.", kind: gauge,
 		of: tasksOf(func(t *cgstats.Tasks) uint64 { return t.Processes })},
 	{name: "container_file_descriptors", help: "Number of open file descriptors for the container.", kind: gauge,
