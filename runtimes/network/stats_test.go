@@ -29,7 +29,7 @@ func TestParseNetDev(t *testing.T) {
 // interfaces; a missing pin is an error.
 func TestInterfaceStatsHost(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("setns needs root")
+		need(t, "setns needs root")
 	}
 	m := &Manager{}
 	if _, err := m.InterfaceStats("/proc/self/ns/net"); err != nil {
