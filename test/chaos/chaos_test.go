@@ -51,7 +51,7 @@ func TestChaos(t *testing.T) {
 	seed := uint64(envInt(t, "CRISP_CHAOS_SEED", int(time.Now().UnixNano()&0xffffffff)))
 	t.Setenv("CRISP_BIN_DIR", buildFailpointBins(t))
 
-	c := &chaos{t: t, rng: rand.New(rand.NewPCG(seed, seed)), sum: newSummary(seed), ids: map[string]bool{}}
+	c := &chaos{t: t, rng: rand.New(rand.NewPCG(seed, seed)), sum: newSummary(seed), ids: map[string]bool{}, signalled: map[string]bool{}}
 	t.Cleanup(func() {
 		if c.d == nil {
 			return // crispd never started
@@ -107,6 +107,9 @@ type chaos struct {
 	conn *grpc.ClientConn
 	rt   runtimeapi.RuntimeServiceClient
 	ids  map[string]bool // every pod and container id this daemon has had
+	// signalled are the containers and pods a call asked to stop or
+	// remove (op.signals), for the exit-code invariant.
+	signalled map[string]bool
 	// killedLog is the log of the crispd the last iteration killed: with
 	// the restarted one's, what a violation's object went through.
 	killedLog string
@@ -199,7 +202,7 @@ func (c *chaos) runUntilKilled(p plan, pending *op) kill {
 		}
 		o := c.wl.next(w, p.failpoint)
 		ctx, cancel = context.WithTimeout(context.Background(), callTimeout)
-		err = o.do(ctx, c.rt)
+		err = c.do(ctx, o)
 		cancel()
 		if died(err) {
 			k.interrupted = &o
@@ -244,11 +247,19 @@ func (c *chaos) retry(o op) error {
 		}
 	}
 	c.sum.retries++
-	err := o.do(ctx, c.rt)
+	err := c.do(ctx, o)
 	if err == nil {
 		c.sum.calls[o.kind]++
 	}
 	return err
+}
+
+// do makes the workload's call o, noting first what it may kill.
+func (c *chaos) do(ctx context.Context, o op) error {
+	if id := o.signals(); id != "" {
+		c.signalled[id] = true
+	}
+	return o.do(ctx, c.rt)
 }
 
 // died tells a call that failed because crispd died: its connection went.

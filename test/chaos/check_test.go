@@ -129,6 +129,7 @@ func (c *chaos) check(must map[string]survivor, how string) []violation {
 			vs = []violation{{kind: kindObserve, msg: err.Error()}}
 			continue
 		}
+		n.signalled = c.signalled
 		vs = append(n.check(c.d.RunDir, c.d.StateDir, func(id string) bool { return c.ids[id] }), c.survivors(n, must, how)...)
 		if c.sum.known(vs) || slices.Equal(vs, prev) {
 			break
@@ -206,7 +207,7 @@ func (c *chaos) teardown(pending *op) []violation {
 	}
 	for _, p := range pods.Items {
 		for _, o := range []op{{kind: opStopPod, podID: p.Id}, {kind: opRemovePod, podID: p.Id}} {
-			if err := o.do(ctx, c.rt); err != nil {
+			if err := c.do(ctx, o); err != nil {
 				vs = append(vs, violation{kind: kindOpError, msg: fmt.Sprintf("%s at teardown = %v", o, err)})
 			}
 		}

@@ -175,7 +175,7 @@ func (n node) checkRuntimes(vs *violations) {
 		}
 		// A container that ran exits as its command does, never with a
 		// made-up code.
-		if want := expectedExits(c.KubeName); c.State == "exited" && c.StartedAt != 0 && want != nil &&
+		if want := expectedExits(c.KubeName, n.signalled[c.ID] || n.signalled[c.SandboxID]); c.State == "exited" && c.StartedAt != 0 && want != nil &&
 			(c.ExitCode == nil || !slices.Contains(want, *c.ExitCode)) {
 			vs.addFor(id, kindExitCode, "container %s (%s) exited with code %s; its command can only exit with %v", short(id), c.Name, fmtCode(c.ExitCode), want)
 		}
@@ -365,9 +365,13 @@ func (n node) checkMounts(vs *violations, runDir, stateDir string) {
 }
 
 // expectedExits are the exit codes a workload container can have, by its
-// name: quick ones exit 3 on their own, sleepers only die of a signal.
-func expectedExits(kubeName string) []int {
+// name: quick ones exit 3 on their own, or die of the signal of a stop or
+// removal (of them or of their pod) that the workload sent while they
+// still ran; sleepers only die of a signal.
+func expectedExits(kubeName string, signalled bool) []int {
 	switch {
+	case strings.HasPrefix(kubeName, "quick") && signalled:
+		return []int{3, 128 + 9, 128 + 15}
 	case strings.HasPrefix(kubeName, "quick"):
 		return []int{3}
 	case strings.HasPrefix(kubeName, "sleep"), strings.HasPrefix(kubeName, "keep"):

@@ -33,6 +33,9 @@ type node struct {
 	ips          map[string]string // host-local allocations: IP → pod id
 	cniCache     map[string]bool   // pod ids with a cached CNI result
 	cgroups      map[string]bool   // ids with a cgroup crisp/<id>, any crisp's on the node
+	// signalled are the containers and pods the workload asked to stop
+	// or remove: their containers may have died of that.
+	signalled map[string]bool
 }
 
 type sandboxRow struct {

@@ -54,6 +54,18 @@ func (o op) String() string {
 	return fmt.Sprintf("%s(%s)", o.kind, short(o.podID))
 }
 
+// signals is the container or pod whose containers the call may kill,
+// "" for none.
+func (o op) signals() string {
+	switch o.kind {
+	case opStop, opRemove:
+		return o.ctrID
+	case opStopPod, opRemovePod:
+		return o.podID
+	}
+	return ""
+}
+
 // do makes the call.
 func (o op) do(ctx context.Context, rt runtimeapi.RuntimeServiceClient) error {
 	var err error
