@@ -160,9 +160,12 @@ func (s *Store) pullOne(ctx context.Context, named reference.Named, auth *Auth) 
 	copyCtx, cancelCopy := context.WithCancelCause(ctx)
 	defer cancelCopy(nil)
 	progress, stopWatch := newPullWatch(log, s.cfg.PullProgressTimeout, cancelCopy).start()
-	_, err = copy.Image(copyCtx, pc, dst, src, &copy.Options{
-		SourceCtx: sys, DestinationCtx: sys, Progress: progress, ProgressInterval: progressEveryRead,
-	})
+	err = s.pullDirect(copyCtx, named, sys, pc, progress)
+	if errors.Is(err, errNeedsCopy) {
+		_, err = copy.Image(copyCtx, pc, dst, src, &copy.Options{
+			SourceCtx: sys, DestinationCtx: sys, Progress: progress, ProgressInterval: progressEveryRead,
+		})
+	}
 	stopWatch()
 	if err != nil {
 		if cause := context.Cause(copyCtx); ctx.Err() == nil && errors.Is(cause, ErrPullStalled) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"go.podman.io/storage/pkg/archive"
 	"go.podman.io/storage/pkg/chrootarchive"
 
+	"github.com/crisp-cri/crisp/runtimes/storage/unpack"
 	"github.com/crisp-cri/crisp/test/harness"
 	"github.com/crisp-cri/crisp/test/registry"
 )
@@ -90,4 +92,15 @@ func BenchmarkLayerUnpack(b *testing.B) {
 	})
 	b.Run("untar-reexec-chroot", func(b *testing.B) { untar(b, chrootarchive.UntarUncompressed) })
 	b.Run("untar-in-process", func(b *testing.B) { untar(b, archive.UntarUncompressed) })
+	b.Run("unpack-in-root", func(b *testing.B) { // crisp's direct pull
+		untar(b, func(r io.Reader, dir string, _ *archive.TarOptions) error {
+			root, err := os.OpenRoot(dir)
+			if err != nil {
+				return err
+			}
+			defer root.Close()
+			_, err = unpack.Layer(root, r)
+			return err
+		})
+	})
 }

@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -17,6 +19,7 @@ import (
 	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/types"
 	cstorage "go.podman.io/storage"
+	"golang.org/x/sys/unix"
 )
 
 // Sentinel errors; cri maps them to gRPC codes.
@@ -71,9 +74,10 @@ type Store struct {
 	policy *signature.Policy
 	log    *slog.Logger
 
-	mu    sync.Mutex
-	pulls map[string]*flight // in-progress pulls by reference and credentials
-	busy  int                // pull goroutines running, joined or not
+	mu      sync.Mutex
+	pulls   map[string]*flight // in-progress pulls by reference and credentials
+	stageMu sync.Mutex         // a direct pull's check-and-apply of a staged layer
+	busy    int                // pull goroutines running, joined or not
 
 	usage *usageCache
 	pins  pins
@@ -123,6 +127,9 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 		st.Shutdown(false)
 		return nil, err
 	}
+	if cfg.Driver == "overlay" {
+		s.pruneStaging()
+	}
 	s.usageLoop.Go(func() { s.refreshUsage(stop, every) })
 	return s, nil
 }
@@ -167,6 +174,45 @@ func (s *Store) Driver() string { return s.cfg.Driver }
 // host's /var/tmp), and a pull's leftovers are in crisp's dirs, where
 // Open clears what a crash left.
 func (s *Store) pullTmp() string { return filepath.Join(s.cfg.GraphRoot, "pull-tmp") }
+
+// pruneStaging removes the staging directories of direct pulls that a
+// killed crispd left behind. c/storage prunes them only when it shuts
+// down with no layer mounted, which on a node with containers is never.
+// A directory whose lock another process still holds is in use.
+func (s *Store) pruneStaging() {
+	base := filepath.Join(s.cfg.GraphRoot, "overlay", "staging")
+	dirs, err := os.ReadDir(base)
+	if err != nil {
+		return
+	}
+	for _, d := range dirs {
+		dir := filepath.Join(base, d.Name())
+		if !stagingUnused(filepath.Join(dir, "staging.lock")) {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			s.log.Warn("remove a pull's leftover staging directory", "dir", dir, "err", err)
+			continue
+		}
+		s.log.Info("removed a pull's leftover staging directory", "dir", dir)
+	}
+}
+
+// stagingUnused: no process holds the lock c/storage keeps on a staging
+// directory while it is in use (an fcntl write lock, released when its
+// holder dies).
+func stagingUnused(lockPath string) bool {
+	f, err := os.OpenFile(lockPath, os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart}
+	return unix.FcntlFlock(f.Fd(), unix.F_SETLK, &lk) == nil
+}
 
 // resetDir empties dir, creating it if needed.
 func resetDir(dir string) error {
