@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -140,16 +141,26 @@ func hasLabels(labels, selector map[string]string) bool {
 // WarmLists builds the container and pod list views in the background,
 // so that the first lists after a start (kubelet relists at once, and a
 // restarted node's full list is what it waits for) find them built, or
-// join the build in flight, rather than start it then.
-func (s *Server) WarmLists(ctx context.Context) {
+// join the build in flight, rather than start it then. The channel closes
+// when both builds have ended, built or not.
+func (s *Server) WarmLists(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
 	go func() {
-		if _, err := s.listContainers(ctx); err != nil {
+		defer close(done)
+		start := time.Now()
+		ctrs, err := s.listContainers(ctx)
+		if err != nil {
 			s.log.Debug("container list not built ahead", slog.Any(logkey.Err, err))
 		}
-		if _, err := s.listSandboxes(ctx); err != nil {
+		built := time.Now()
+		pods, err := s.listSandboxes(ctx)
+		if err != nil {
 			s.log.Debug("pod list not built ahead", slog.Any(logkey.Err, err))
 		}
+		s.log.Debug("list views built ahead", slog.Int("containers", len(ctrs)), slog.Duration("containers_took", built.Sub(start)),
+			slog.Int("pods", len(pods)), slog.Duration("pods_took", time.Since(built)))
 	}()
+	return done
 }
 
 // builtAt is the generation of the view held, and whether there is one.

@@ -189,7 +189,7 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 		Cgroups: cgstats.New(mounts), Layers: layers, NetStats: netMgr, LayerRoot: cfg.Storage.GraphRoot,
 		ClampOOMScoreAdj: !hasCap(hostCaps, "CAP_SYS_RESOURCE"), CgroupNamespace: ocispec.HasCgroupNamespace(), MissingControllers: missing, HostCaps: hostCaps, HostDevices: hostDevices,
 		CrispdPath: crispdPath, EventBuffer: cfg.EventsBuffer})
-	crisvc.WarmLists(ctx)
+	warmed := crisvc.WarmLists(ctx)
 	streams, err := stream.New(stream.Config{Addr: cfg.StreamAddress}, crisvc.StreamTargets(), log.With(slog.String("service", "stream")))
 	if err != nil {
 		return err
@@ -254,6 +254,11 @@ func serve(ctx context.Context, cfg config.Config, reload func() (config.Config,
 		if err := serveSockets(); err != nil {
 			return err
 		}
+		// The pass's first step (every runtime container, every storage
+		// record) would take the two cores the views need; kubelet's
+		// relist comes first, and writes wait for the pass anyway.
+		<-warmed
+		up.step(log, "start: list views built")
 	}
 	startupReconcile(ctx, rec, log)
 	if !rowsCurrent {

@@ -21,6 +21,12 @@ const (
 	// exitTimeout and upTimeout bound a daemon's shutdown and its start.
 	exitTimeout = time.Minute
 	upTimeout   = 5 * time.Minute
+	// settleTime passes between a restart's full list and the next
+	// signal. A daemon is stopped or killed in its steady state, not while
+	// it still finishes the work of its start (crispd's startup reconcile
+	// runs for about half a second at 500 containers, and its runtime
+	// children outlive a kill -9 and take a core from the next start).
+	settleTime = 2 * time.Second
 )
 
 // daemon is the runtime's daemon process, which the restart phase stops
@@ -109,7 +115,14 @@ func (b *bench) restarts(ctx context.Context) error {
 		b.rep.note("restart phase skipped: no -daemon-pid-file")
 		return nil
 	}
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+	for i, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(settleTime):
+			}
+		}
 		r, err := b.restartOnce(ctx, sig)
 		if err != nil {
 			return fmt.Errorf("%v: %w", sig, err)
