@@ -108,14 +108,23 @@ func TestPullStallTimesOut(t *testing.T) {
 	good := registry.Start(t)
 	good.Push(t, "crisp-test/busybox:1.0", busybox(t))
 	good.Push(t, "crisp-test/after:1", payloadImage(t, 64<<10, 22))
+	good.Push(t, "crisp-test/scratch:1", payloadImage(t, 4<<10, 23))
 	d := harness.Start(t, harness.WithTOML("[storage]\nimage_pull_progress_timeout = \"2s\""))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	// A first pull makes the store's own files, so that what is compared
-	// below is what the stalled pull could leave.
+	// A first pull, and a pull and removal, make the store's own files
+	// and its empty scratch dirs (staging, the dirs a layer removal goes
+	// through), so that what is compared below is what the stalled pull
+	// could leave.
 	if _, err := pullImage(ctx, d, good.Ref("crisp-test/busybox:1.0")); err != nil {
 		t.Fatalf("PullImage(busybox) = %v", err)
+	}
+	if _, err := pullImage(ctx, d, good.Ref("crisp-test/scratch:1")); err != nil {
+		t.Fatalf("PullImage(scratch) = %v", err)
+	}
+	if _, err := d.Images().RemoveImage(ctx, &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: good.Ref("crisp-test/scratch:1")}}); err != nil {
+		t.Fatalf("RemoveImage(scratch) = %v", err)
 	}
 	treeBefore, idsBefore := storageTree(t, d), imageIDs(ctx, t, d)
 

@@ -75,6 +75,7 @@ var expectedModes = map[string][]string{
 	"STATE/storage/overlay/ID/link":                              {"-rw-r--r--"}, "STATE/storage/overlay/ID/lower": {"-rw-r--r--"},
 	"STATE/storage/overlay/ID/lower-layers": {"-rw-r--r--"},
 	"STATE/storage/overlay/l":               {"drwxr-xr-x"}, "STATE/storage/overlay/l/LINK": {"Lrwxrwxrwx"}, "STATE/storage/overlay/tempdirs": {"drwx------"},
+	"STATE/storage/overlay/staging":    {"drwx------"},
 	"STATE/storage/overlay-containers": {"drwx------"}, "STATE/storage/overlay-containers/ID": {"drwx------"},
 	"STATE/storage/overlay-containers/ID/userdata": {"drwx------"}, "STATE/storage/overlay-containers/ID/userdata/config.json": {"-rw-------"},
 	"STATE/storage/overlay-containers/containers.lock": {"-rw-r--r--"}, "STATE/storage/overlay-containers/volatile-containers.json": {"-rw-------"},
