@@ -203,10 +203,8 @@ func (s *Store) directLayer(ctx context.Context, src types.ImageSource, l types.
 	}
 	defer blob.Close()
 
-	d := &layerDiffer{
-		blob:   &progressReader{ctx: ctx, r: blob, ch: progress, info: l},
-		digest: l.Digest, size: l.Size, diffID: diffID,
-	}
+	read := &progressReader{ctx: ctx, r: blob, ch: progress, info: l}
+	d := &layerDiffer{blob: read, digest: l.Digest, size: l.Size, diffID: diffID}
 	opts := &drivers.ApplyDiffWithDifferOpts{}
 	out, err := s.store.PrepareStagedLayer(opts, d)
 	if out != nil && out.Target != "" {
@@ -216,7 +214,7 @@ func (s *Store) directLayer(ctx context.Context, src types.ImageSource, l types.
 	if err != nil {
 		return "", err
 	}
-	sendProgress(ctx, progress, types.ProgressProperties{Event: types.ProgressEventDone, Artifact: l, Offset: uint64(d.blob.(*progressReader).n)})
+	sendProgress(ctx, progress, types.ProgressProperties{Event: types.ProgressEventDone, Artifact: l, Offset: uint64(read.n)})
 
 	// Applying a staged layer over an existing ID replaces that layer's
 	// files, so the check and the apply must not interleave with another
